@@ -1,0 +1,463 @@
+"""The load-balancing broker, as callbacks on Tornado's IOLoop.
+
+This is the Perl program's main loop (``AE::io`` watchers on the sockets'
+``ZMQ_FD``, run by ``EV::run``) expressed with pyzmq's :class:`ZMQStream`:
+
+* the **backend** stream (workers) always receives: a worker's message is
+  either READY or a reply, and both make the worker ready again;
+* the **frontend** stream (clients) receives only while at least one worker is
+  ready. Reception starts when the ready queue goes from empty to non-empty
+  and stops when it empties, so requests that cannot be served yet wait in
+  ZeroMQ's own queues (and, past the high-water mark, block their senders)
+  instead of piling up in this process.
+
+Like the Perl ``while ($socket->has_pollin)`` loops, each callback drains what
+is already queued on its socket before it returns, instead of paying one trip
+through the event loop per message. Sends go straight to the ROUTER sockets.
+
+Two ZeroMQ subtleties shape the code; both are explained where they matter:
+
+1. ``ZMQ_FD`` is edge-triggered. It signals "something changed", and *any*
+   operation on the socket (a send, a receive, reading ``EVENTS``) may consume
+   that signal. A send on the frontend can therefore swallow the notice that a
+   request arrived on the frontend, and the stream would sleep with a message
+   pending. After every batch the broker reads ``EVENTS`` on both sockets and
+   schedules another pass where input is waiting.
+2. No exception may escape a stream callback. pyzmq re-raises it, and the
+   stream then skips its own re-check of ``EVENTS``: messages queued behind
+   the one that failed sit unread until some other peer sends something.
+   Malformed messages are therefore classified, logged and dropped, never
+   raised, and each message is handled inside its own ``try``.
+
+.. warning:: Like every ZMQStream, the broker belongs to the thread of the
+   IOLoop it was started on. Call its methods from that loop only; other
+   threads hop onto it with ``IOLoop.add_callback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+
+import zmq
+from tornado.ioloop import IOLoop
+from zmq.eventloop.zmqstream import ZMQStream
+
+from .pool import ReadyWorkers
+from .protocol import (
+    DELIMITER,
+    Frames,
+    MalformedMessage,
+    check_request,
+    describe_shape,
+    reply_to_client,
+)
+
+__all__ = ["BindError", "BrokerCounters", "LoadBalancingBroker"]
+
+logger = logging.getLogger("lb_ioloop.broker")
+
+
+class BindError(OSError):
+    """An endpoint could not be bound; the message names the socket and why."""
+
+
+@dataclass(frozen=True)
+class BrokerCounters:
+    """A snapshot of what a broker has done since it started."""
+
+    requests_routed: int
+    """Client requests sent on to a worker."""
+    replies_routed: int
+    """Worker replies sent back to a client."""
+    workers_ready: int
+    """Workers waiting in the ready queue right now."""
+    malformed_dropped: int
+    """Messages on either socket whose envelope was wrong, logged and dropped."""
+    undeliverable: int
+    """Messages ZeroMQ refused to send (the socket reported an error)."""
+
+    def summary(self) -> str:
+        """One line for logs: ``requests=5 replies=5 malformed=0 ...``."""
+        return (
+            f"requests={self.requests_routed} replies={self.replies_routed} "
+            f"malformed={self.malformed_dropped} undeliverable={self.undeliverable} "
+            f"workers_ready={self.workers_ready}"
+        )
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    CLOSED = "closed"
+
+
+class LoadBalancingBroker:
+    """Route client requests to the least recently used ready worker.
+
+    Give it two ROUTER sockets, already bound (or use :meth:`from_endpoints`),
+    then call :meth:`start` on the IOLoop that should run it::
+
+        async def main():
+            broker = LoadBalancingBroker.from_endpoints(
+                "tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556")
+            broker.start()
+            await broker.wait_stopped()   # until stop() or max_replies
+            broker.close()
+
+        asyncio.run(main())
+
+    While no worker is ready, requests are not read at all; they wait in
+    ZeroMQ's queues and are served in turn as workers become ready.
+
+    ``max_replies``: stop by itself after routing that many replies, as the
+    guide's example does ("end the loop after N messages").
+
+    Stopping (:meth:`stop`) ends reception on both sockets and wakes
+    :meth:`wait_stopped`; :meth:`close` then closes the sockets, with a linger
+    so that replies already handed to ZeroMQ still go out.
+    """
+
+    MAX_BATCH = 1000
+    """Messages handled per callback before yielding to the loop. The natural
+    bound is the number of workers (each request needs a ready worker; each
+    worker has one reply in flight); this cap only matters under a flood of
+    malformed messages, so that timers and signals still get their turn."""
+
+    def __init__(
+        self,
+        frontend: zmq.Socket[bytes],
+        backend: zmq.Socket[bytes],
+        *,
+        max_replies: int | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        for name, socket in (("frontend", frontend), ("backend", backend)):
+            if socket.type != zmq.ROUTER:
+                raise ValueError(f"the {name} must be a ROUTER socket, not {socket.type!r}")
+        if max_replies is not None and max_replies < 1:
+            raise ValueError(f"max_replies must be at least 1, not {max_replies}")
+
+        self._frontend = frontend  # ROUTER that clients connect to
+        self._backend = backend  # ROUTER that workers connect to
+        self._max_replies = max_replies  # stop after this many replies, or never
+        self._log = log or logger
+        self._ready = ReadyWorkers()  # identities of idle workers, oldest first
+        self._state = _State.NEW
+        # Made in start(): a ZMQStream and its IOLoop belong to a running loop.
+        self._io_loop: IOLoop | None = None
+        self._frontend_stream: ZMQStream | None = None
+        self._backend_stream: ZMQStream | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        # A pass over a socket is already scheduled (see _check_pending).
+        self._frontend_pass_scheduled = False
+        self._backend_pass_scheduled = False
+        # Counters, read through .counters.
+        self._requests_routed = 0
+        self._replies_routed = 0
+        self._malformed_dropped = 0
+        self._undeliverable = 0
+
+    @classmethod
+    def from_endpoints(
+        cls,
+        frontend_endpoint: str,
+        backend_endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        linger_ms: int = 1000,
+        max_replies: int | None = None,
+        log: logging.Logger | None = None,
+    ) -> LoadBalancingBroker:
+        """Make two ROUTER sockets, bind them, and wrap them in a broker.
+
+        ``linger_ms`` bounds how long :meth:`close` waits for queued messages.
+        Raises :class:`BindError` if an endpoint cannot be bound (malformed,
+        address in use, ...); no socket is left open in that case.
+        """
+        context = context or zmq.Context.instance()
+        frontend = context.socket(zmq.ROUTER)
+        backend = context.socket(zmq.ROUTER)
+        try:
+            for name, socket, endpoint in (
+                ("frontend", frontend, frontend_endpoint),
+                ("backend", backend, backend_endpoint),
+            ):
+                socket.linger = linger_ms
+                try:
+                    socket.bind(endpoint)
+                except zmq.ZMQError as error:
+                    bind_error = BindError(f"cannot bind the {name} to {endpoint!r}: {error}")
+                    bind_error.errno = error.errno
+                    raise bind_error from None
+        except BaseException:
+            frontend.close(0)
+            backend.close(0)
+            raise
+        return cls(frontend, backend, max_replies=max_replies, log=log)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin serving on the current IOLoop. Call it from a running loop."""
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"a broker starts once; this one is {self._state.value}")
+        try:
+            running_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "LoadBalancingBroker.start() must be called on a running event loop, "
+                "e.g. from a coroutine run by asyncio.run()"
+            ) from None
+        self._io_loop = IOLoop.current()
+        self._stopped = running_loop.create_future()
+        self._backend_stream = ZMQStream(self._backend)
+        self._frontend_stream = ZMQStream(self._frontend)
+        self._state = _State.RUNNING
+        # The backend is always heard: the Perl `$worker_poller = AE::io ...`.
+        # The frontend stays deaf until the first worker is ready.
+        self._backend_stream.on_recv(self._on_backend_message)
+
+    def stop(self) -> None:
+        """Stop routing: no more reception on either socket. Idempotent.
+
+        Messages already handed to ZeroMQ are not discarded; :meth:`close`
+        decides how long to wait for them.
+        """
+        if self._state is not _State.RUNNING:
+            return
+        self._state = _State.STOPPED
+        assert self._frontend_stream is not None and self._backend_stream is not None
+        self._frontend_stream.stop_on_recv()
+        self._backend_stream.stop_on_recv()
+        assert self._stopped is not None
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def wait_stopped(self) -> None:
+        """Wait until the broker stops, by :meth:`stop` or ``max_replies``."""
+        if self._stopped is None:
+            raise RuntimeError("the broker was never started")
+        await asyncio.shield(self._stopped)
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """Stop, then close both sockets. Idempotent.
+
+        ``linger_ms`` overrides the sockets' own linger: how long ZeroMQ keeps
+        trying to deliver messages still queued (``None`` keeps the sockets'
+        setting).
+        """
+        if self._state is _State.CLOSED:
+            return
+        self.stop()
+        self._state = _State.CLOSED
+        for stream, socket in (
+            (self._frontend_stream, self._frontend),
+            (self._backend_stream, self._backend),
+        ):
+            if stream is not None:
+                stream.close(linger=linger_ms)  # unregisters the fd, then closes
+            elif not socket.closed:
+                socket.close(linger=linger_ms)
+
+    # -- what users may read -------------------------------------------------
+
+    @property
+    def counters(self) -> BrokerCounters:
+        """What the broker has routed and dropped so far."""
+        return BrokerCounters(
+            requests_routed=self._requests_routed,
+            replies_routed=self._replies_routed,
+            workers_ready=len(self._ready),
+            malformed_dropped=self._malformed_dropped,
+            undeliverable=self._undeliverable,
+        )
+
+    @property
+    def accepting_requests(self) -> bool:
+        """True while the frontend stream is receiving (a worker is ready)."""
+        return self._frontend_stream is not None and self._frontend_stream.receiving()
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._state is _State.RUNNING
+
+    @property
+    def frontend_endpoint(self) -> str:
+        """The endpoint the frontend last bound (the real port if bound to ``*``)."""
+        return self._frontend.last_endpoint.decode()
+
+    @property
+    def backend_endpoint(self) -> str:
+        """The endpoint the backend last bound (the real port if bound to ``*``)."""
+        return self._backend.last_endpoint.decode()
+
+    def __repr__(self) -> str:
+        return f"<LoadBalancingBroker {self._state.value} {self.counters.summary()}>"
+
+    # -- stream callbacks: the Perl poll_backend / poll_frontend -------------
+
+    def _on_backend_message(self, frames: Frames) -> None:
+        """ZMQStream callback for the backend; never raises (see module doc)."""
+        self._serve_backend(frames)
+
+    def _on_frontend_message(self, frames: Frames) -> None:
+        """ZMQStream callback for the frontend; never raises (see module doc)."""
+        self._serve_frontend(frames)
+
+    def _serve_backend(self, first: Frames | None) -> None:
+        """Handle ``first`` (if any), then every worker message already queued."""
+        frames = first
+        handled = 0
+        while self._state is _State.RUNNING and handled < self.MAX_BATCH:
+            if frames is None:
+                frames = self._receive(self._backend, "backend")
+                if frames is None:
+                    break
+            try:
+                self._route_worker_message(frames)
+            except Exception:
+                self._log.exception("error routing a worker message: %s", describe_shape(frames))
+            frames = None
+            handled += 1
+        self._check_pending()
+
+    def _serve_frontend(self, first: Frames | None) -> None:
+        """Handle ``first`` (if any), then queued requests while workers are ready."""
+        frames = first
+        handled = 0
+        # `while has_pollin` in the Perl poll_frontend, plus its `if (!@workers)`
+        # guard: once the last ready worker is taken, reading stops.
+        while self.accepting_requests and handled < self.MAX_BATCH:
+            if frames is None:
+                frames = self._receive(self._frontend, "frontend")
+                if frames is None:
+                    break
+            try:
+                self._route_request(frames)
+            except Exception:
+                self._log.exception("error routing a request: %s", describe_shape(frames))
+            frames = None
+            handled += 1
+        self._check_pending()
+
+    def _receive(self, socket: zmq.Socket[bytes], side: str) -> Frames | None:
+        """One queued message, or ``None`` when there is none (or on error)."""
+        try:
+            return socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        except zmq.ZMQError as error:
+            self._log.error("receiving on the %s failed: %s", side, error)
+            return None
+
+    def _check_pending(self) -> None:
+        """Schedule another pass over any socket that has input waiting.
+
+        Our direct sends (and this very ``EVENTS`` read) may have consumed the
+        edge-triggered ``ZMQ_FD`` signal of a socket whose stream is waiting
+        for it. Reading ``EVENTS`` tells the truth regardless of the fd, so
+        where it says POLLIN we schedule a pass ourselves. (When reception is
+        switched *on*, ZMQStream.on_recv does the same check for us.)
+        """
+        if self._state is not _State.RUNNING:
+            return
+        assert self._io_loop is not None
+        if (
+            not self._frontend_pass_scheduled
+            and self.accepting_requests
+            and self._frontend.EVENTS & zmq.POLLIN
+        ):
+            self._frontend_pass_scheduled = True
+            self._io_loop.add_callback(self._scheduled_frontend_pass)
+        if not self._backend_pass_scheduled and self._backend.EVENTS & zmq.POLLIN:
+            self._backend_pass_scheduled = True
+            self._io_loop.add_callback(self._scheduled_backend_pass)
+
+    def _scheduled_frontend_pass(self) -> None:
+        self._frontend_pass_scheduled = False
+        self._serve_frontend(None)
+
+    def _scheduled_backend_pass(self) -> None:
+        self._backend_pass_scheduled = False
+        self._serve_backend(None)
+
+    # -- routing: one message each -------------------------------------------
+
+    def _route_worker_message(self, frames: Frames) -> None:
+        """READY or a reply: either way the worker is ready again."""
+        worker = frames[0]
+        try:
+            reply = reply_to_client(frames)
+        except MalformedMessage as error:
+            self._drop("backend", frames, error)
+            if error.worker_is_waiting:
+                # A REQ worker that sent a bad reply is still blocked waiting
+                # for work; forgetting it would lose the worker for good.
+                self._worker_ready(worker)
+            return
+        # Perl: `push @workers, $worker_id` comes before the reply is sent.
+        self._worker_ready(worker)
+        if reply is None:
+            return  # READY
+        self._send(self._frontend, reply, "frontend")
+        self._replies_routed += 1
+        if self._max_replies is not None and self._replies_routed >= self._max_replies:
+            self._log.info("routed %d replies: stopping", self._replies_routed)
+            self.stop()  # the Perl `EV::break`
+
+    def _route_request(self, frames: Frames) -> None:
+        """Give one client request to the least recently used worker."""
+        try:
+            check_request(frames)
+        except MalformedMessage as error:
+            self._drop("frontend", frames, error)
+            return
+        worker = self._ready.pop()  # Perl: `shift @workers`
+        # The worker's REQ socket strips [worker, b""] and hands the worker the
+        # client's whole envelope and body, which it must send back.
+        self._send(self._backend, [worker, DELIMITER, *frames], "backend")
+        self._requests_routed += 1
+        if not self._ready:
+            # Non-empty -> empty: the Perl `undef $client_poller`. Requests now
+            # wait in ZeroMQ's queues until a worker is ready.
+            assert self._frontend_stream is not None
+            self._frontend_stream.stop_on_recv()
+
+    def _worker_ready(self, worker: bytes) -> None:
+        """Queue ``worker`` (once); on empty -> non-empty, start the frontend."""
+        if not self._ready.add(worker):
+            self._log.debug("worker %r is already in the ready queue", worker)
+            return
+        if len(self._ready) == 1 and self._state is _State.RUNNING:
+            # Empty -> non-empty: the Perl `$client_poller = AE::io ...`.
+            # on_recv also checks EVENTS and schedules a pass if requests are
+            # already waiting, since their fd edge may be long gone.
+            assert self._frontend_stream is not None
+            self._frontend_stream.on_recv(self._on_frontend_message)
+
+    def _send(self, socket: zmq.Socket[bytes], frames: Frames, side: str) -> None:
+        # NOBLOCK: a ROUTER without ROUTER_MANDATORY never blocks (it drops a
+        # message for an unknown or full peer), but the flag guarantees the
+        # loop can never freeze on a send whatever options the socket has.
+        try:
+            socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError as error:
+            self._undeliverable += 1
+            self._log.warning(
+                "could not send on the %s to %r: %s", side, frames[0][:64], error
+            )
+
+    def _drop(self, side: str, frames: Frames, error: MalformedMessage) -> None:
+        self._malformed_dropped += 1
+        self._log.warning(
+            "dropped a malformed message on the %s from %r: %s; shape %s",
+            side,
+            frames[0][:64] if frames else b"",
+            error.reason,
+            describe_shape(frames),
+        )
