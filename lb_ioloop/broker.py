@@ -190,7 +190,9 @@ class LoadBalancingBroker:
                 try:
                     socket.bind(endpoint)
                 except zmq.ZMQError as error:
-                    bind_error = BindError(f"cannot bind the {name} to {endpoint!r}: {error}")
+                    bind_error = BindError(
+                        f"cannot bind the {name} to {endpoint!r}: {zmq.strerror(error.errno)}"
+                    )
                     bind_error.errno = error.errno
                     raise bind_error from None
         except BaseException:

@@ -1,0 +1,72 @@
+"""The example and ``lb-ioloop demo``, run as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .processes import ROOT, TIMEOUT, isolated_env, lb_ioloop
+
+
+def check_output(stdout: str, clients: int = 10) -> None:
+    lines = stdout.splitlines()
+    assert Counter(lines) == {"Client: OK": clients, "Worker: HELLO": clients}, stdout
+
+
+def test_example_script_prints_every_line_and_leaves_nothing(tmp_path):
+    env, work, tmp = isolated_env(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "lbbroker.py")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    check_output(result.stdout)
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp", "inproc"])
+def test_demo_in_each_transport(tmp_path, transport):
+    env, work, tmp = isolated_env(tmp_path)
+    result = subprocess.run(
+        lb_ioloop("demo", "--transport", transport),
+        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    check_output(result.stdout)
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_demo_console_script_with_other_counts(tmp_path):
+    env, work, _ = isolated_env(tmp_path)
+    script = Path(sys.executable).parent / "lb-ioloop"
+    result = subprocess.run(
+        [str(script), "demo", "--clients", "25", "--workers", "4"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    check_output(result.stdout, clients=25)
+
+
+def test_two_copies_run_at_once_in_one_folder(tmp_path):
+    env, work, tmp = isolated_env(tmp_path)
+    commands = [
+        [sys.executable, str(ROOT / "examples" / "lbbroker.py")],
+        lb_ioloop("demo"),
+    ]
+    processes = [
+        subprocess.Popen(
+            command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in commands
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0, err
+        check_output(out)
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
