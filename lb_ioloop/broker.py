@@ -54,6 +54,7 @@ from .protocol import (
     describe_shape,
     reply_to_client,
 )
+from .throttle import ThrottledLog
 
 __all__ = ["BindError", "BrokerCounters", "LoadBalancingBroker"]
 
@@ -77,14 +78,18 @@ class BrokerCounters:
     malformed_dropped: int
     """Messages on either socket whose envelope was wrong, logged and dropped."""
     undeliverable: int
-    """Messages ZeroMQ refused to send (the socket reported an error)."""
+    """Replies that could not be delivered: the client is gone, or has stopped
+    reading and its queue is full (a ROUTER never blocks for one peer)."""
+    workers_lost: int
+    """Ready workers found gone (or unable to take a request) when one was
+    sent to them; the request went to the next ready worker instead."""
 
     def summary(self) -> str:
         """One line for logs: ``requests=5 replies=5 malformed=0 ...``."""
         return (
             f"requests={self.requests_routed} replies={self.replies_routed} "
             f"malformed={self.malformed_dropped} undeliverable={self.undeliverable} "
-            f"workers_ready={self.workers_ready}"
+            f"workers_lost={self.workers_lost} workers_ready={self.workers_ready}"
         )
 
 
@@ -141,11 +146,26 @@ class LoadBalancingBroker:
         if max_replies is not None and max_replies < 1:
             raise ValueError(f"max_replies must be at least 1, not {max_replies}")
 
+        # ROUTER_MANDATORY: a send to a peer that is gone raises EHOSTUNREACH,
+        # and one to a peer whose queue is full raises EAGAIN, instead of
+        # being dropped in silence; the broker needs to know, to give the
+        # request to another worker or to count the lost reply. (All sends are
+        # NOBLOCK: with MANDATORY a blocking send to a full peer would block
+        # the whole loop.) ROUTER_HANDOVER: a worker that reconnects under the
+        # same identity takes over the old connection instead of being refused.
+        for socket in (frontend, backend):
+            socket.router_mandatory = 1
+        backend.router_handover = 1
+
         self._frontend = frontend  # ROUTER that clients connect to
         self._backend = backend  # ROUTER that workers connect to
         self._max_replies = max_replies  # stop after this many replies, or never
         self._log = log or logger
+        self._throttled = ThrottledLog(self._log)  # for drops a peer can flood
         self._ready = ReadyWorkers()  # identities of idle workers, oldest first
+        # A request whose worker turned out to be gone, while no other worker
+        # was ready. The frontend is off then, so there is at most one.
+        self._held_request: Frames | None = None
         self._state = _State.NEW
         # Made in start(): a ZMQStream and its IOLoop belong to a running loop.
         self._io_loop: IOLoop | None = None
@@ -160,6 +180,7 @@ class LoadBalancingBroker:
         self._replies_routed = 0
         self._malformed_dropped = 0
         self._undeliverable = 0
+        self._workers_lost = 0
 
     @classmethod
     def from_endpoints(
@@ -276,6 +297,7 @@ class LoadBalancingBroker:
             workers_ready=len(self._ready),
             malformed_dropped=self._malformed_dropped,
             undeliverable=self._undeliverable,
+            workers_lost=self._workers_lost,
         )
 
     @property
@@ -406,11 +428,11 @@ class LoadBalancingBroker:
         self._worker_ready(worker)
         if reply is None:
             return  # READY
-        self._send(self._frontend, reply, "frontend")
-        self._replies_routed += 1
-        if self._max_replies is not None and self._replies_routed >= self._max_replies:
-            self._log.info("routed %d replies: stopping", self._replies_routed)
-            self.stop()  # the Perl `EV::break`
+        if self._send_reply(reply):
+            self._replies_routed += 1
+            if self._max_replies is not None and self._replies_routed >= self._max_replies:
+                self._log.info("routed %d replies: stopping", self._replies_routed)
+                self.stop()  # the Perl `EV::break`
 
     def _route_request(self, frames: Frames) -> None:
         """Give one client request to the least recently used worker."""
@@ -419,47 +441,95 @@ class LoadBalancingBroker:
         except MalformedMessage as error:
             self._drop("frontend", frames, error)
             return
-        worker = self._ready.pop()  # Perl: `shift @workers`
-        # The worker's REQ socket strips [worker, b""] and hands the worker the
-        # client's whole envelope and body, which it must send back.
-        self._send(self._backend, [worker, DELIMITER, *frames], "backend")
-        self._requests_routed += 1
-        if not self._ready:
-            # Non-empty -> empty: the Perl `undef $client_poller`. Requests now
-            # wait in ZeroMQ's queues until a worker is ready.
-            assert self._frontend_stream is not None
-            self._frontend_stream.stop_on_recv()
+        self._dispatch(frames)
+
+    def _dispatch(self, request: Frames) -> None:
+        """Send ``request`` to the first ready worker that can take it.
+
+        Workers are tried least recently used first (Perl: `shift @workers`).
+        One that is gone or cannot take the request is forgotten; it will be
+        queued again if it sends anything. If no worker can take it, the
+        request is held until one is ready.
+        """
+        while self._ready:
+            worker = self._ready.pop()
+            try:
+                # The worker's REQ socket strips [worker, b""] and hands the
+                # worker the client's whole envelope and body to send back.
+                self._backend.send_multipart([worker, DELIMITER, *request], zmq.NOBLOCK)
+            except zmq.ZMQError as error:
+                self._workers_lost += 1
+                self._throttled.warning(
+                    "worker-lost",
+                    "worker %r cannot take a request (%s): trying the next one",
+                    worker[:64],
+                    _why_unsendable(error),
+                )
+                continue
+            self._requests_routed += 1
+            break
+        else:
+            self._held_request = request
+        self._update_frontend()
 
     def _worker_ready(self, worker: bytes) -> None:
-        """Queue ``worker`` (once); on empty -> non-empty, start the frontend."""
+        """Queue ``worker`` once, serve a held request, switch the frontend."""
         if not self._ready.add(worker):
             self._log.debug("worker %r is already in the ready queue", worker)
             return
-        if len(self._ready) == 1 and self._state is _State.RUNNING:
-            # Empty -> non-empty: the Perl `$client_poller = AE::io ...`.
-            # on_recv also checks EVENTS and schedules a pass if requests are
-            # already waiting, since their fd edge may be long gone.
-            assert self._frontend_stream is not None
-            self._frontend_stream.on_recv(self._on_frontend_message)
+        if self._held_request is not None:
+            request, self._held_request = self._held_request, None
+            self._dispatch(request)
+        else:
+            self._update_frontend()
 
-    def _send(self, socket: zmq.Socket[bytes], frames: Frames, side: str) -> None:
-        # NOBLOCK: a ROUTER without ROUTER_MANDATORY never blocks (it drops a
-        # message for an unknown or full peer), but the flag guarantees the
-        # loop can never freeze on a send whatever options the socket has.
+    def _update_frontend(self) -> None:
+        """Frontend reception on exactly while a worker is ready.
+
+        It changes only when the ready queue goes empty -> non-empty (the
+        Perl `$client_poller = AE::io ...`) or non-empty -> empty (`undef
+        $client_poller`). While it is off, requests wait in ZeroMQ's queues.
+        """
+        assert self._frontend_stream is not None
+        wanted = bool(self._ready) and self._state is _State.RUNNING
+        if wanted != self._frontend_stream.receiving():
+            if wanted:
+                # on_recv also reads EVENTS and schedules a pass if requests
+                # are already waiting, since their fd edge may be long gone.
+                self._frontend_stream.on_recv(self._on_frontend_message)
+            else:
+                self._frontend_stream.stop_on_recv()
+
+    def _send_reply(self, reply: Frames) -> bool:
+        """Send a reply on the frontend; False if it could not be delivered."""
         try:
-            socket.send_multipart(frames, zmq.NOBLOCK)
+            self._frontend.send_multipart(reply, zmq.NOBLOCK)
         except zmq.ZMQError as error:
             self._undeliverable += 1
-            self._log.warning(
-                "could not send on the %s to %r: %s", side, frames[0][:64], error
+            self._throttled.warning(
+                "reply-undeliverable",
+                "reply to %r dropped: %s",
+                reply[0][:64],
+                _why_unsendable(error),
             )
+            return False
+        return True
 
     def _drop(self, side: str, frames: Frames, error: MalformedMessage) -> None:
         self._malformed_dropped += 1
-        self._log.warning(
+        self._throttled.warning(
+            f"malformed-{side}",
             "dropped a malformed message on the %s from %r: %s; shape %s",
             side,
             frames[0][:64] if frames else b"",
             error.reason,
             describe_shape(frames),
         )
+
+
+def _why_unsendable(error: zmq.ZMQError) -> str:
+    if error.errno == zmq.EHOSTUNREACH:
+        return "the peer is gone"
+    if error.errno == zmq.EAGAIN:
+        return "the peer is not reading and its queue is full"
+    return zmq.strerror(error.errno)

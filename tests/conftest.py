@@ -110,19 +110,23 @@ def zmq_contexts(io_loop: IOLoop) -> Iterator[ZmqContexts]:
 def make_broker(
     zmq_contexts: ZmqContexts, io_loop: IOLoop
 ) -> Iterator[Callable[..., LoadBalancingBroker]]:
-    """Factory: a broker on two ROUTERs bound to random 127.0.0.1 ports.
+    """Factory: a broker on two ROUTERs bound to random 127.0.0.1 ports
+    (or, with ``transport="inproc"``, to unique inproc names).
 
     Call it inside the test coroutine (the broker starts on the running loop).
     Every broker made is closed at teardown, before the sockets' context.
     """
     brokers: list[LoadBalancingBroker] = []
 
-    def make(**options: Any) -> LoadBalancingBroker:
+    def make(transport: str = "tcp", **options: Any) -> LoadBalancingBroker:
         frontend = zmq_contexts.sync.socket(zmq.ROUTER)
         backend = zmq_contexts.sync.socket(zmq.ROUTER)
-        for sock in (frontend, backend):
+        for name, sock in (("frontend", frontend), ("backend", backend)):
             sock.linger = 0
-            sock.bind("tcp://127.0.0.1:*")
+            if transport == "inproc":  # no kernel buffers: HWMs alone bound queues
+                sock.bind(f"inproc://{name}-{id(sock):x}")
+            else:
+                sock.bind("tcp://127.0.0.1:*")
         broker = LoadBalancingBroker(frontend, backend, **options)
         brokers.append(broker)
         broker.start()
