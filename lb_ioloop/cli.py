@@ -2,6 +2,8 @@
 
 ``lb-ioloop demo``    the guide's example: clients, workers and broker in one process.
 ``lb-ioloop broker``  the broker alone, on the endpoints you give, for peers of any language.
+``lb-ioloop worker``  a REQ worker of the guide's protocol, as a process of its own.
+``lb-ioloop client``  a REQ client: N requests, each reply printed, a timeout.
 
 This is the only module that configures logging or prints to stderr. Errors a
 user can cause (bad arguments, an endpoint that cannot be bound) end in one
@@ -23,6 +25,7 @@ import zmq
 from . import __version__
 from .broker import BindError, LoadBalancingBroker
 from .demo import TRANSPORTS, run_demo
+from .tasks import NoReply, client_requests, worker_task
 
 __all__ = ["main"]
 
@@ -36,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +106,89 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after routing N replies (default: run until signalled)",
     )
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a REQ worker that serves requests from a broker's backend",
+        description="Say READY, then answer each request; stop on SIGINT or SIGTERM.",
+    )
+    worker.add_argument("--connect", required=True, metavar="ENDPOINT", help="the backend")
+    worker.add_argument("--identity", help="routing identity (default: chosen by ZeroMQ)")
+    answer = worker.add_mutually_exclusive_group()
+    answer.add_argument("--reply", default="OK", metavar="TEXT", help="default: OK")
+    answer.add_argument("--echo", action="store_true", help="reply with the request's body")
+    worker.add_argument(
+        "--delay", type=_seconds, default=0.0, metavar="SECONDS", help="work time per request"
+    )
+
+    client = commands.add_parser(
+        "client",
+        help="send requests to one or more brokers' frontends and print the replies",
+        description=(
+            "Send --requests requests one after another and print each reply. With "
+            "several --connect endpoints the requests are dealt out to the brokers in "
+            "turn. Exit 0 when every reply arrived; 1 if one did not within --timeout."
+        ),
+    )
+    client.add_argument(
+        "--connect", required=True, action="append", metavar="ENDPOINT",
+        help="a broker's frontend; repeat for several brokers",
+    )
+    client.add_argument("--requests", type=_positive_int, default=1, metavar="N")
+    client.add_argument("--message", default="HELLO", metavar="TEXT", help="default: HELLO")
+    client.add_argument(
+        "--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help="how long to wait for each reply (default: 10)",
+    )
     return parser
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """``lb-ioloop worker``: serve until SIGINT or SIGTERM, then exit 0."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    # A blocking recv in pyzmq returns to Python on a signal, so the handler's
+    # exception ends the loop; worker_task closes its socket on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        worker_task(
+            args.connect,
+            args.identity.encode() if args.identity else None,
+            context,
+            reply=None if args.echo else args.reply.encode(),
+            delay=args.delay,
+        )
+    except KeyboardInterrupt:
+        pass
+    except zmq.ZMQError as error:
+        print(f"lb-ioloop worker: error: {args.connect!r}: {zmq.strerror(error.errno)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        context.term()
+    return 0
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """``lb-ioloop client``: 0 when every reply arrived, 1 on a timeout."""
+    try:
+        client_requests(
+            args.connect, count=args.requests, message=args.message.encode(),
+            timeout=args.timeout,
+        )
+    except NoReply as error:
+        print(f"lb-ioloop client: error: {error}", file=sys.stderr)
+        return 1
+    except zmq.ZMQError as error:
+        print(f"lb-ioloop client: error: {zmq.strerror(error.errno)} "
+              f"(endpoints: {', '.join(args.connect)})", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 async def serve_broker(frontend: str, backend: str, max_replies: int | None) -> int:
@@ -145,5 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "broker":
         return asyncio.run(serve_broker(args.frontend, args.backend, args.max_replies))
+    if args.command == "worker":
+        return run_worker(args)
+    if args.command == "client":
+        return run_client(args)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
