@@ -190,12 +190,16 @@ class LoadBalancingBroker:
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         linger_ms: int = 1000,
+        frontend_max_message_size: int | None = None,
         max_replies: int | None = None,
         log: logging.Logger | None = None,
     ) -> LoadBalancingBroker:
         """Make two ROUTER sockets, bind them, and wrap them in a broker.
 
         ``linger_ms`` bounds how long :meth:`close` waits for queued messages.
+        ``frontend_max_message_size`` (ZMQ_MAXMSGSIZE, bytes) makes ZeroMQ
+        disconnect a client that sends a bigger message, before the broker
+        ever holds it; None means no limit.
         Raises :class:`BindError` if an endpoint cannot be bound (malformed,
         address in use, ...); no socket is left open in that case.
         """
@@ -208,6 +212,8 @@ class LoadBalancingBroker:
                 ("backend", backend, backend_endpoint),
             ):
                 socket.linger = linger_ms
+                if socket is frontend and frontend_max_message_size is not None:
+                    socket.maxmsgsize = frontend_max_message_size
                 try:
                     socket.bind(endpoint)
                 except zmq.ZMQError as error:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import zmq
+from tornado.ioloop import PeriodicCallback
 
 from . import __version__
 from .broker import BindError, LoadBalancingBroker
@@ -32,6 +33,7 @@ __all__ = ["main"]
 log = logging.getLogger("lb_ioloop.cli")
 
 EXIT_USAGE = 2
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +50,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+    return value
+
+
+def _bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
 
 
@@ -68,16 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="The ZeroMQ guide's load-balancing broker on Tornado's IOLoop.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
+    # --log-level is accepted before or after the command.
+    common = _Parser(add_help=False)
+    common.add_argument(
         "--log-level",
-        default="warning",
+        default=argparse.SUPPRESS,
         choices=["debug", "info", "warning", "error"],
+        help="what to log on stderr (default: warning)",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"],
         help="what to log on stderr (default: warning)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="run the guide's example: clients, workers and broker in one process"
+        "demo", parents=[common], help="run the guide's example: clients, workers and broker in one process"
     )
     demo.add_argument("--clients", type=_positive_int, default=10, help="default: 10")
     demo.add_argument("--workers", type=_positive_int, default=3, help="default: 3")
@@ -85,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = commands.add_parser(
         "broker",
+        parents=[common],
         help="run the broker on the given endpoints until SIGINT/SIGTERM",
         description=(
             "Bind a frontend ROUTER for clients and a backend ROUTER for workers and "
@@ -106,9 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after routing N replies (default: run until signalled)",
     )
+    broker.add_argument(
+        "--stats-interval",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="print the counters line on stderr this often (default: only at exit)",
+    )
+    broker.add_argument(
+        "--max-message-size",
+        type=_bytes,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metavar="BYTES",
+        help=(
+            "largest message a client may send; a peer that sends more is disconnected "
+            f"(ZMQ_MAXMSGSIZE; default {DEFAULT_MAX_MESSAGE_SIZE} = 16 MiB; 0: no limit)"
+        ),
+    )
 
     worker = commands.add_parser(
         "worker",
+        parents=[common],
         help="run a REQ worker that serves requests from a broker's backend",
         description="Say READY, then answer each request; stop on SIGINT or SIGTERM.",
     )
@@ -123,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     client = commands.add_parser(
         "client",
+        parents=[common],
         help="send requests to one or more brokers' frontends and print the replies",
         description=(
             "Send --requests requests one after another and print each reply. With "
@@ -191,13 +229,24 @@ def run_client(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_broker(frontend: str, backend: str, max_replies: int | None) -> int:
+async def serve_broker(
+    frontend: str,
+    backend: str,
+    max_replies: int | None = None,
+    *,
+    stats_interval: float = 0.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> int:
     """Run a broker on ``frontend``/``backend`` until a signal or ``max_replies``."""
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         try:
             broker = LoadBalancingBroker.from_endpoints(
-                frontend, backend, context=context, max_replies=max_replies
+                frontend,
+                backend,
+                context=context,
+                max_replies=max_replies,
+                frontend_max_message_size=max_message_size or None,
             )
         except BindError as error:
             print(f"lb-ioloop broker: error: {error}", file=sys.stderr)
@@ -216,8 +265,20 @@ async def serve_broker(frontend: str, backend: str, max_replies: int | None) -> 
                 file=sys.stderr,
                 flush=True,
             )
+            if stats_interval:
+                stats = PeriodicCallback(
+                    lambda: print(
+                        f"lb-ioloop broker: {broker.counters.summary()}",
+                        file=sys.stderr,
+                        flush=True,
+                    ),
+                    stats_interval * 1000,
+                )
+                stats.start()
             await broker.wait_stopped()
         finally:
+            if stats_interval:
+                stats.stop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
             broker.close()
@@ -239,7 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_demo(args.clients, args.workers, args.transport))
         return 0
     if args.command == "broker":
-        return asyncio.run(serve_broker(args.frontend, args.backend, args.max_replies))
+        return asyncio.run(
+            serve_broker(
+                args.frontend,
+                args.backend,
+                args.max_replies,
+                stats_interval=args.stats_interval,
+                max_message_size=args.max_message_size,
+            )
+        )
     if args.command == "worker":
         return run_worker(args)
     if args.command == "client":

@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from .processes import TIMEOUT, broker_process, lb_ioloop
+from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 
 
 @contextmanager
@@ -110,3 +110,25 @@ def test_bad_peer_arguments_are_one_line_and_exit_2(args, message):
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "error" in lines[0] and message in lines[0], result.stderr
+
+
+def test_max_message_size_keeps_oversized_requests_out():
+    with broker_process("--max-message-size", "1000") as broker, worker_process(
+        broker.backend, "--echo"
+    ):
+        small = run_client("--connect", broker.frontend, "--message", "x" * 900)
+        big = run_client("--connect", broker.frontend, "--message", "x" * 2000, "--timeout", "0.5")
+        after = run_client("--connect", broker.frontend, "--message", "still-served")
+    assert small.returncode == 0, small.stderr
+    assert big.returncode == 1  # disconnected by ZeroMQ: never routed, never answered
+    assert after.stdout == "Client: still-served\n"
+
+
+def test_stats_interval_prints_the_counters_line_while_running():
+    with broker_process("--stats-interval", "0.05") as broker:
+        line = read_line(broker.process.stderr)
+        assert line.startswith("lb-ioloop broker: requests=0 replies=0 malformed=0"), line
+        broker.signal(signal.SIGINT)
+        status, err = broker.finish()
+    assert status == 0
+    assert err.splitlines()[-1].startswith("lb-ioloop broker: stopped; requests=0")
