@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
@@ -191,6 +192,7 @@ class LoadBalancingBroker:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         linger_ms: int = 1000,
         frontend_max_message_size: int | None = None,
+        prepare_socket: Callable[[str, zmq.Socket[bytes]], None] | None = None,
         max_replies: int | None = None,
         log: logging.Logger | None = None,
     ) -> LoadBalancingBroker:
@@ -199,7 +201,9 @@ class LoadBalancingBroker:
         ``linger_ms`` bounds how long :meth:`close` waits for queued messages.
         ``frontend_max_message_size`` (ZMQ_MAXMSGSIZE, bytes) makes ZeroMQ
         disconnect a client that sends a bigger message, before the broker
-        ever holds it; None means no limit.
+        ever holds it; None means no limit. ``prepare_socket(name, socket)``
+        runs for ``"frontend"`` and ``"backend"`` before each binds: the place
+        for options that must precede bind, such as CURVE keys.
         Raises :class:`BindError` if an endpoint cannot be bound (malformed,
         address in use, ...); no socket is left open in that case.
         """
@@ -214,6 +218,8 @@ class LoadBalancingBroker:
                 socket.linger = linger_ms
                 if socket is frontend and frontend_max_message_size is not None:
                     socket.maxmsgsize = frontend_max_message_size
+                if prepare_socket is not None:
+                    prepare_socket(name, socket)
                 try:
                     socket.bind(endpoint)
                 except zmq.ZMQError as error:

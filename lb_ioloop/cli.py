@@ -17,15 +17,23 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import zmq
-from tornado.ioloop import PeriodicCallback
 
 from . import __version__
-from .broker import BindError, LoadBalancingBroker
+from .broker import BindError
 from .demo import TRANSPORTS, run_demo
+from .security import (
+    KeyFileError,
+    apply_curve_client,
+    generate_key_pairs,
+    load_public_key,
+    load_secret_key,
+)
+from .service import DEFAULT_MAX_MESSAGE_SIZE, BrokerSettings, serve_broker
 from .tasks import NoReply, client_requests, worker_task
 
 __all__ = ["main"]
@@ -33,7 +41,6 @@ __all__ = ["main"]
 log = logging.getLogger("lb_ioloop.cli")
 
 EXIT_USAGE = 2
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
             f"(ZMQ_MAXMSGSIZE; default {DEFAULT_MAX_MESSAGE_SIZE} = 16 MiB; 0: no limit)"
         ),
     )
+    broker.add_argument(
+        "--curve-secret-key", type=Path, metavar="FILE",
+        help="serve over CURVE with this .key_secret file (see lb-ioloop keygen)",
+    )
+    broker.add_argument(
+        "--curve-authorized-keys", type=Path, metavar="DIR",
+        help="let in only peers whose public .key file is in DIR (default: any CURVE peer)",
+    )
+    broker.add_argument(
+        "--curve-sockets", choices=["both", "frontend", "backend"], default="both",
+        help="which sockets use CURVE (default: both)",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -178,6 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, default=10.0, metavar="SECONDS",
         help="how long to wait for each reply (default: 10)",
     )
+    for peer in (worker, client):
+        peer.add_argument(
+            "--curve-server-key", type=Path, metavar="FILE",
+            help="talk CURVE to the broker whose public .key file this is",
+        )
+        peer.add_argument(
+            "--curve-secret-key", type=Path, metavar="FILE",
+            help="this peer's .key_secret file (default: a fresh key pair)",
+        )
+
+    keygen = commands.add_parser(
+        "keygen",
+        parents=[common],
+        help="write CURVE key pairs (NAME.key public, NAME.key_secret private)",
+    )
+    keygen.add_argument("folder", metavar="DIR")
+    keygen.add_argument(
+        "names", nargs="*", default=["broker", "worker", "client"], metavar="NAME",
+        help="one key pair per name (default: broker worker client)",
+    )
     return parser
 
 
@@ -185,8 +224,63 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _error(command: str, message: object, status: int = EXIT_USAGE) -> int:
+    print(f"lb-ioloop {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    """``lb-ioloop broker``: serve until a signal or --max-replies; 0 then."""
+    if args.curve_authorized_keys and not args.curve_secret_key:
+        return _error("broker", "--curve-authorized-keys needs --curve-secret-key")
+    settings = BrokerSettings(
+        frontend=args.frontend,
+        backend=args.backend,
+        max_replies=args.max_replies,
+        stats_interval=args.stats_interval,
+        max_message_size=args.max_message_size,
+        curve_secret_key=args.curve_secret_key,
+        curve_authorized_keys=args.curve_authorized_keys,
+        curve_sockets=args.curve_sockets,
+    )
+
+    def report(line: str) -> None:
+        print(f"lb-ioloop broker: {line}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(serve_broker(settings, report))
+    except (BindError, KeyFileError) as error:
+        return _error("broker", error)
+    return 0
+
+
+def _curve_client(args: argparse.Namespace) -> Callable[[zmq.Socket[bytes]], None] | None:
+    """The CURVE set-up a worker or client asked for, or None. Raises KeyFileError."""
+    if args.curve_server_key is None:
+        if args.curve_secret_key is not None:
+            raise KeyFileError("--curve-secret-key needs --curve-server-key")
+        return None
+    server_public = load_public_key(args.curve_server_key)
+    own = load_secret_key(args.curve_secret_key) if args.curve_secret_key else None
+    return lambda socket: apply_curve_client(socket, server_public, own)
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """``lb-ioloop keygen DIR [NAME...]``: write CURVE key pairs."""
+    try:
+        for path in generate_key_pairs(args.folder, args.names):
+            print(path)
+    except (KeyFileError, OSError) as error:
+        return _error("keygen", error)
+    return 0
+
+
 def run_worker(args: argparse.Namespace) -> int:
     """``lb-ioloop worker``: serve until SIGINT or SIGTERM, then exit 0."""
+    try:
+        prepare = _curve_client(args)
+    except KeyFileError as error:
+        return _error("worker", error)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     # A blocking recv in pyzmq returns to Python on a signal, so the handler's
     # exception ends the loop; worker_task closes its socket on the way out.
@@ -198,6 +292,7 @@ def run_worker(args: argparse.Namespace) -> int:
             context,
             reply=None if args.echo else args.reply.encode(),
             delay=args.delay,
+            prepare=prepare,
         )
     except KeyboardInterrupt:
         pass
@@ -213,9 +308,13 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_client(args: argparse.Namespace) -> int:
     """``lb-ioloop client``: 0 when every reply arrived, 1 on a timeout."""
     try:
+        prepare = _curve_client(args)
+    except KeyFileError as error:
+        return _error("client", error)
+    try:
         client_requests(
             args.connect, count=args.requests, message=args.message.encode(),
-            timeout=args.timeout,
+            timeout=args.timeout, prepare=prepare,
         )
     except NoReply as error:
         print(f"lb-ioloop client: error: {error}", file=sys.stderr)
@@ -229,65 +328,6 @@ def run_client(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_broker(
-    frontend: str,
-    backend: str,
-    max_replies: int | None = None,
-    *,
-    stats_interval: float = 0.0,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-) -> int:
-    """Run a broker on ``frontend``/``backend`` until a signal or ``max_replies``."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
-        try:
-            broker = LoadBalancingBroker.from_endpoints(
-                frontend,
-                backend,
-                context=context,
-                max_replies=max_replies,
-                frontend_max_message_size=max_message_size or None,
-            )
-        except BindError as error:
-            print(f"lb-ioloop broker: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        loop = asyncio.get_running_loop()
-        # Through the loop, not signal.signal: the handler then runs as an
-        # ordinary loop callback, between two of the broker's callbacks.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, broker.stop)
-        try:
-            broker.start()
-            # Endpoints bound to port * are reported with the real port.
-            print(
-                f"lb-ioloop broker: frontend {broker.frontend_endpoint} "
-                f"backend {broker.backend_endpoint}",
-                file=sys.stderr,
-                flush=True,
-            )
-            if stats_interval:
-                stats = PeriodicCallback(
-                    lambda: print(
-                        f"lb-ioloop broker: {broker.counters.summary()}",
-                        file=sys.stderr,
-                        flush=True,
-                    ),
-                    stats_interval * 1000,
-                )
-                stats.start()
-            await broker.wait_stopped()
-        finally:
-            if stats_interval:
-                stats.stop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-            broker.close()
-        print(f"lb-ioloop broker: stopped; {broker.counters.summary()}", file=sys.stderr)
-        return 0
-    finally:
-        context.term()  # waits at most the sockets' linger for queued replies
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
@@ -299,19 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         asyncio.run(run_demo(args.clients, args.workers, args.transport))
         return 0
-    if args.command == "broker":
-        return asyncio.run(
-            serve_broker(
-                args.frontend,
-                args.backend,
-                args.max_replies,
-                stats_interval=args.stats_interval,
-                max_message_size=args.max_message_size,
-            )
-        )
-    if args.command == "worker":
-        return run_worker(args)
-    if args.command == "client":
-        return run_client(args)
+    commands = {"broker": run_broker, "worker": run_worker, "client": run_client, "keygen": keygen}
+    if args.command in commands:
+        return commands[args.command](args)
     parser.print_help(sys.stderr)
     return EXIT_USAGE

@@ -67,6 +67,7 @@ def worker_task(
     *,
     reply: bytes | None = b"OK",
     delay: float = 0.0,
+    prepare: Callable[[zmq.Socket[bytes]], None] | None = None,
     output: Callable[[str], None] = say,
 ) -> None:
     """Serve requests over a REQ socket until ``context`` is terminated.
@@ -74,7 +75,8 @@ def worker_task(
     Says READY once, then for each request prints ``Worker: <request>``,
     waits ``delay`` seconds (simulated work) and answers ``reply``, or the
     request's own body when ``reply`` is None (an echo worker). ``identity``
-    None lets ZeroMQ pick one.
+    None lets ZeroMQ pick one. ``prepare(socket)`` runs before the connect
+    (for CURVE keys, say).
 
     The context is passed in, not made here, because terminating it from
     another thread is how the worker is told to stop: its blocking ``recv``
@@ -86,6 +88,8 @@ def worker_task(
         worker.linger = 0
         if identity is not None:
             worker.identity = identity
+        if prepare is not None:
+            prepare(worker)
         worker.connect(endpoint)
         worker.send(b"READY")  # tell the broker we're ready for work
         while True:
@@ -121,6 +125,7 @@ def client_requests(
     timeout: float | None = 10.0,
     identity: bytes | None = None,
     context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    prepare: Callable[[zmq.Socket[bytes]], None] | None = None,
     output: Callable[[str], None] = say,
 ) -> list[Frames]:
     """Send ``count`` requests one after another; print and return each reply.
@@ -131,6 +136,7 @@ def client_requests(
     until the timeout fires.
     Raises :class:`NoReply` if a request is not answered within ``timeout``
     seconds (None: wait for ever). ``identity`` None lets ZeroMQ pick one.
+    ``prepare(socket)`` runs before the connects (for CURVE keys, say).
     With no ``context``, the function makes its own and terminates it.
     """
     own_context = context is None
@@ -145,6 +151,8 @@ def client_requests(
         # about once in a dozen runs (libzmq 4.3.5); the cause is not pinned down.
         if identity is not None:
             client.identity = identity  # makes tracing easier; the broker needs none
+        if prepare is not None:
+            prepare(client)
         for endpoint in endpoints:
             client.connect(endpoint)
         for number in range(1, count + 1):
