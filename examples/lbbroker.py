@@ -76,7 +76,8 @@ async def main() -> None:
         broker.close()  # lingers until the last replies are on their way
 
         # Give client threads time to flush their output: $_->join() for ...
-        await asyncio.to_thread(lambda: [thread.join() for thread in clients])
+        for thread in clients:
+            await asyncio.to_thread(thread.join)
         for worker_context in worker_contexts:
             worker_context.term()  # the worker sees ETERM, closes, and returns
         for thread in workers:

@@ -80,7 +80,7 @@ class AsyncClient:
         limit = self.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(reply, limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(f"no reply within {limit:g}s") from None
         finally:
             self._waiting.pop(request_id, None)

@@ -41,6 +41,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import zmq
 from tornado.ioloop import IOLoop
@@ -57,7 +58,7 @@ from .protocol import (
 )
 from .throttle import ThrottledLog
 
-__all__ = ["BindError", "BrokerCounters", "LoadBalancingBroker"]
+__all__ = ["BindError", "BrokerCounters", "LoadBalancingBroker", "zmq_reason"]
 
 logger = logging.getLogger("lb_ioloop.broker")
 
@@ -224,7 +225,7 @@ class LoadBalancingBroker:
                     socket.bind(endpoint)
                 except zmq.ZMQError as error:
                     bind_error = BindError(
-                        f"cannot bind the {name} to {endpoint!r}: {zmq.strerror(error.errno)}"
+                        f"cannot bind the {name} to {endpoint!r}: {zmq_reason(error)}"
                     )
                     bind_error.errno = error.errno
                     raise bind_error from None
@@ -325,12 +326,12 @@ class LoadBalancingBroker:
     @property
     def frontend_endpoint(self) -> str:
         """The endpoint the frontend last bound (the real port if bound to ``*``)."""
-        return self._frontend.last_endpoint.decode()
+        return self._frontend.getsockopt_string(zmq.LAST_ENDPOINT)
 
     @property
     def backend_endpoint(self) -> str:
         """The endpoint the backend last bound (the real port if bound to ``*``)."""
-        return self._backend.last_endpoint.decode()
+        return self._backend.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def __repr__(self) -> str:
         return f"<LoadBalancingBroker {self._state.value} {self.counters.summary()}>"
@@ -406,11 +407,11 @@ class LoadBalancingBroker:
         if (
             not self._frontend_pass_scheduled
             and self.accepting_requests
-            and self._frontend.EVENTS & zmq.POLLIN
+            and _has_input(self._frontend)
         ):
             self._frontend_pass_scheduled = True
             self._io_loop.add_callback(self._scheduled_frontend_pass)
-        if not self._backend_pass_scheduled and self._backend.EVENTS & zmq.POLLIN:
+        if not self._backend_pass_scheduled and _has_input(self._backend):
             self._backend_pass_scheduled = True
             self._io_loop.add_callback(self._scheduled_backend_pass)
 
@@ -544,4 +545,15 @@ def _why_unsendable(error: zmq.ZMQError) -> str:
         return "the peer is gone"
     if error.errno == zmq.EAGAIN:
         return "the peer is not reading and its queue is full"
-    return zmq.strerror(error.errno)
+    return zmq_reason(error)
+
+
+def zmq_reason(error: zmq.ZMQError) -> str:
+    """The reason ZeroMQ gives for ``error``, without pyzmq's ``(addr=...)`` suffix."""
+    return zmq.strerror(error.errno) if error.errno is not None else str(error)
+
+
+def _has_input(socket: zmq.Socket[bytes]) -> bool:
+    # Reading EVENTS processes the socket's pending commands: it answers
+    # truthfully even when the fd's edge has already been consumed.
+    return bool(cast(int, socket.EVENTS) & zmq.POLLIN)

@@ -24,7 +24,7 @@ from typing import NoReturn
 import zmq
 
 from . import __version__
-from .broker import BindError
+from .broker import BindError, zmq_reason
 from .demo import TRANSPORTS, run_demo
 from .security import (
     KeyFileError,
@@ -96,13 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to log on stderr (default: warning)",
     )
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
         help="what to log on stderr (default: warning)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", parents=[common], help="run the guide's example: clients, workers and broker in one process"
+        "demo",
+        parents=[common],
+        help="run the guide's example: clients, workers and broker in one process",
     )
     demo.add_argument("--clients", type=_positive_int, default=10, help="default: 10")
     demo.add_argument("--workers", type=_positive_int, default=3, help="default: 3")
@@ -150,15 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     broker.add_argument(
-        "--curve-secret-key", type=Path, metavar="FILE",
+        "--curve-secret-key",
+        type=Path,
+        metavar="FILE",
         help="serve over CURVE with this .key_secret file (see lb-ioloop keygen)",
     )
     broker.add_argument(
-        "--curve-authorized-keys", type=Path, metavar="DIR",
+        "--curve-authorized-keys",
+        type=Path,
+        metavar="DIR",
         help="let in only peers whose public .key file is in DIR (default: any CURVE peer)",
     )
     broker.add_argument(
-        "--curve-sockets", choices=["both", "frontend", "backend"], default="both",
+        "--curve-sockets",
+        choices=["both", "frontend", "backend"],
+        default="both",
         help="which sockets use CURVE (default: both)",
     )
 
@@ -188,22 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     client.add_argument(
-        "--connect", required=True, action="append", metavar="ENDPOINT",
+        "--connect",
+        required=True,
+        action="append",
+        metavar="ENDPOINT",
         help="a broker's frontend; repeat for several brokers",
     )
     client.add_argument("--requests", type=_positive_int, default=1, metavar="N")
     client.add_argument("--message", default="HELLO", metavar="TEXT", help="default: HELLO")
     client.add_argument(
-        "--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
         help="how long to wait for each reply (default: 10)",
     )
     for peer in (worker, client):
         peer.add_argument(
-            "--curve-server-key", type=Path, metavar="FILE",
+            "--curve-server-key",
+            type=Path,
+            metavar="FILE",
             help="talk CURVE to the broker whose public .key file this is",
         )
         peer.add_argument(
-            "--curve-secret-key", type=Path, metavar="FILE",
+            "--curve-secret-key",
+            type=Path,
+            metavar="FILE",
             help="this peer's .key_secret file (default: a fresh key pair)",
         )
 
@@ -214,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("folder", metavar="DIR")
     keygen.add_argument(
-        "names", nargs="*", default=["broker", "worker", "client"], metavar="NAME",
+        "names",
+        nargs="*",
+        default=["broker", "worker", "client"],
+        metavar="NAME",
         help="one key pair per name (default: broker worker client)",
     )
     return parser
@@ -297,8 +320,10 @@ def run_worker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except zmq.ZMQError as error:
-        print(f"lb-ioloop worker: error: {args.connect!r}: {zmq.strerror(error.errno)}",
-              file=sys.stderr)
+        print(
+            f"lb-ioloop worker: error: {args.connect!r}: {zmq_reason(error)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     finally:
         context.term()
@@ -313,15 +338,21 @@ def run_client(args: argparse.Namespace) -> int:
         return _error("client", error)
     try:
         client_requests(
-            args.connect, count=args.requests, message=args.message.encode(),
-            timeout=args.timeout, prepare=prepare,
+            args.connect,
+            count=args.requests,
+            message=args.message.encode(),
+            timeout=args.timeout,
+            prepare=prepare,
         )
     except NoReply as error:
         print(f"lb-ioloop client: error: {error}", file=sys.stderr)
         return 1
     except zmq.ZMQError as error:
-        print(f"lb-ioloop client: error: {zmq.strerror(error.errno)} "
-              f"(endpoints: {', '.join(args.connect)})", file=sys.stderr)
+        print(
+            f"lb-ioloop client: error: {zmq_reason(error)} "
+            f"(endpoints: {', '.join(args.connect)})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -109,7 +109,9 @@ def generate_key_pairs(folder: str | os.PathLike[str], names: list[str]) -> list
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name in names:
-        existing = [p for p in (target / f"{name}.key", target / f"{name}.key_secret") if p.exists()]
+        existing = [
+            p for p in (target / f"{name}.key", target / f"{name}.key_secret") if p.exists()
+        ]
         if existing:
             raise KeyFileError(f"{str(existing[0])!r} exists; not overwriting a key")
         public_file, secret_file = zmq.auth.create_certificates(target, name)

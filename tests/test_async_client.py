@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import zmq
 
 from lb_ioloop.async_client import AsyncClient, RequestTimeout
 
-from .peers import Worker, until
+from .peers import until
 from .test_broker import ready_in_order, workers
 
 

@@ -22,7 +22,12 @@ def workers(zmq_contexts: Any, broker: LoadBalancingBroker, count: int) -> list[
     ]
 
 
-def client(zmq_contexts: Any, broker: LoadBalancingBroker, kind: int = zmq.REQ, identity: bytes | None = None) -> Any:
+def client(
+    zmq_contexts: Any,
+    broker: LoadBalancingBroker,
+    kind: int = zmq.REQ,
+    identity: bytes | None = None,
+) -> Any:
     sock = zmq_contexts.socket(kind)
     if identity is not None:
         sock.identity = identity
@@ -39,6 +44,7 @@ async def ready_in_order(broker: LoadBalancingBroker, crew: list[Worker]) -> Non
 
 async def which_got_it(crew: list[Worker]) -> Worker:
     """The one worker of ``crew`` that has a request waiting."""
+
     def holding(worker: Worker) -> bool:
         return bool(worker.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 

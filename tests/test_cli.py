@@ -21,7 +21,9 @@ def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     ctx.destroy(linger=0)
 
 
-def round_trip(context: zmq.Context[zmq.Socket[bytes]], frontend: str, backend: str, n: int) -> None:
+def round_trip(
+    context: zmq.Context[zmq.Socket[bytes]], frontend: str, backend: str, n: int
+) -> None:
     """One REQ worker and one REQ client exchange ``n`` requests through the broker."""
     worker = context.socket(zmq.REQ)
     client = context.socket(zmq.REQ)
@@ -89,8 +91,18 @@ def test_address_in_use_is_one_line_and_exit_2(context):
         (["broker", "--frontend", "nonsense", "--backend", "tcp://127.0.0.1:*"], "frontend"),
         (["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "bogus://x"], "backend"),
         (["broker", "--backend", "tcp://127.0.0.1:*"], "--frontend"),
-        (["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
-          "--max-replies", "0"], "--max-replies"),
+        (
+            [
+                "broker",
+                "--frontend",
+                "tcp://127.0.0.1:*",
+                "--backend",
+                "tcp://127.0.0.1:*",
+                "--max-replies",
+                "0",
+            ],
+            "--max-replies",
+        ),
         (["demo", "--transport", "udp"], "--transport"),
         (["demo", "--clients", "many"], "--clients"),
         (["frobnicate"], "invalid choice"),

@@ -18,7 +18,10 @@ from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 def worker_process(backend: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         lb_ioloop("worker", "--connect", backend, *extra),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield process
@@ -30,7 +33,10 @@ def worker_process(backend: str, *extra: str) -> Iterator[subprocess.Popen[str]]
 
 def run_client(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        lb_ioloop("client", *args), capture_output=True, text=True, timeout=TIMEOUT,
+        lb_ioloop("client", *args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
         stdin=subprocess.DEVNULL,
     )
 
@@ -84,8 +90,12 @@ def test_one_client_spreads_its_requests_over_two_brokers():
         for name, broker in zip("AB", brokers, strict=True):
             stack.enter_context(worker_process(broker.backend, "--reply", name))
         result = run_client(
-            "--connect", brokers[0].frontend, "--connect", brokers[1].frontend,
-            "--requests", "6",
+            "--connect",
+            brokers[0].frontend,
+            "--connect",
+            brokers[1].frontend,
+            "--requests",
+            "6",
         )
     assert result.returncode == 0, result.stderr
     assert Counter(result.stdout.splitlines()) == {"Client: A": 3, "Client: B": 3}
@@ -113,8 +123,9 @@ def test_bad_peer_arguments_are_one_line_and_exit_2(args, message):
 
 
 def test_max_message_size_keeps_oversized_requests_out():
-    with broker_process("--max-message-size", "1000") as broker, worker_process(
-        broker.backend, "--echo"
+    with (
+        broker_process("--max-message-size", "1000") as broker,
+        worker_process(broker.backend, "--echo"),
     ):
         small = run_client("--connect", broker.frontend, "--message", "x" * 900)
         big = run_client("--connect", broker.frontend, "--message", "x" * 2000, "--timeout", "0.5")

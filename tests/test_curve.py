@@ -32,7 +32,9 @@ def keys(tmp_path):
 def test_keygen_writes_pairs_and_refuses_to_overwrite(keys):
     folder, _ = keys
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        f"{n}.{ext}" for n in ("broker", "worker", "client", "outsider") for ext in ("key", "key_secret")
+        f"{n}.{ext}"
+        for n in ("broker", "worker", "client", "outsider")
+        for ext in ("key", "key_secret")
     )
     assert (folder / "broker.key_secret").stat().st_mode & 0o077 == 0
     again = cli("keygen", str(folder), "broker")
@@ -45,19 +47,34 @@ def test_keygen_writes_pairs_and_refuses_to_overwrite(keys):
 def test_authorised_peers_get_through_and_others_get_nothing(keys):
     folder, authorized = keys
     server = ["--curve-server-key", str(folder / "broker.key")]
-    with broker_process(
-        "--curve-secret-key", str(folder / "broker.key_secret"),
-        "--curve-authorized-keys", str(authorized),
-    ) as broker, worker_process(
-        broker.backend, *server, "--curve-secret-key", str(folder / "worker.key_secret")
+    with (
+        broker_process(
+            "--curve-secret-key",
+            str(folder / "broker.key_secret"),
+            "--curve-authorized-keys",
+            str(authorized),
+        ) as broker,
+        worker_process(
+            broker.backend, *server, "--curve-secret-key", str(folder / "worker.key_secret")
+        ),
     ):
         allowed = run_client(
-            "--connect", broker.frontend, *server,
-            "--curve-secret-key", str(folder / "client.key_secret"), "--requests", "2",
+            "--connect",
+            broker.frontend,
+            *server,
+            "--curve-secret-key",
+            str(folder / "client.key_secret"),
+            "--requests",
+            "2",
         )
         outsider = run_client(
-            "--connect", broker.frontend, *server,
-            "--curve-secret-key", str(folder / "outsider.key_secret"), "--timeout", "0.5",
+            "--connect",
+            broker.frontend,
+            *server,
+            "--curve-secret-key",
+            str(folder / "outsider.key_secret"),
+            "--timeout",
+            "0.5",
         )
         fresh_key = run_client("--connect", broker.frontend, *server, "--timeout", "0.5")
         plain = run_client("--connect", broker.frontend, "--timeout", "0.5")
@@ -71,12 +88,18 @@ def test_authorised_peers_get_through_and_others_get_nothing(keys):
 def test_an_unauthorised_worker_is_never_given_work(keys):
     folder, authorized = keys
     server = ["--curve-server-key", str(folder / "broker.key")]
-    with broker_process(
-        "--curve-secret-key", str(folder / "broker.key_secret"),
-        "--curve-authorized-keys", str(authorized),
-        "--curve-sockets", "backend",
-    ) as broker, worker_process(
-        broker.backend, *server, "--curve-secret-key", str(folder / "outsider.key_secret")
+    with (
+        broker_process(
+            "--curve-secret-key",
+            str(folder / "broker.key_secret"),
+            "--curve-authorized-keys",
+            str(authorized),
+            "--curve-sockets",
+            "backend",
+        ) as broker,
+        worker_process(
+            broker.backend, *server, "--curve-secret-key", str(folder / "outsider.key_secret")
+        ),
     ):
         # The frontend is plain here; the outsider worker cannot say READY.
         result = run_client("--connect", broker.frontend, "--timeout", "0.5")
@@ -86,14 +109,50 @@ def test_an_unauthorised_worker_is_never_given_work(keys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
-          "--curve-secret-key", "/nonexistent/broker.key_secret"], "cannot read key file"),
-        (["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
-          "--curve-authorized-keys", "/tmp"], "needs --curve-secret-key"),
-        (["client", "--connect", "tcp://127.0.0.1:1",
-          "--curve-server-key", "/nonexistent/broker.key"], "cannot read key file"),
-        (["worker", "--connect", "tcp://127.0.0.1:1",
-          "--curve-secret-key", "/nonexistent/w.key_secret"], "needs --curve-server-key"),
+        (
+            [
+                "broker",
+                "--frontend",
+                "tcp://127.0.0.1:*",
+                "--backend",
+                "tcp://127.0.0.1:*",
+                "--curve-secret-key",
+                "/nonexistent/broker.key_secret",
+            ],
+            "cannot read key file",
+        ),
+        (
+            [
+                "broker",
+                "--frontend",
+                "tcp://127.0.0.1:*",
+                "--backend",
+                "tcp://127.0.0.1:*",
+                "--curve-authorized-keys",
+                "/tmp",
+            ],
+            "needs --curve-secret-key",
+        ),
+        (
+            [
+                "client",
+                "--connect",
+                "tcp://127.0.0.1:1",
+                "--curve-server-key",
+                "/nonexistent/broker.key",
+            ],
+            "cannot read key file",
+        ),
+        (
+            [
+                "worker",
+                "--connect",
+                "tcp://127.0.0.1:1",
+                "--curve-secret-key",
+                "/nonexistent/w.key_secret",
+            ],
+            "needs --curve-server-key",
+        ),
     ],
 )
 def test_key_mistakes_are_one_line_and_exit_2(args, message):
@@ -106,8 +165,13 @@ def test_key_mistakes_are_one_line_and_exit_2(args, message):
 def test_a_public_key_file_is_not_a_secret_key(keys):
     folder, authorized = keys
     result = cli(
-        "broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
-        "--curve-secret-key", str(folder / "broker.key"),
+        "broker",
+        "--frontend",
+        "tcp://127.0.0.1:*",
+        "--backend",
+        "tcp://127.0.0.1:*",
+        "--curve-secret-key",
+        str(folder / "broker.key"),
     )
     assert result.returncode == 2
     assert "holds no secret key" in result.stderr

@@ -21,7 +21,11 @@ def test_example_script_prints_every_line_and_leaves_nothing(tmp_path):
     env, work, tmp = isolated_env(tmp_path)
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "lbbroker.py")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -34,7 +38,11 @@ def test_demo_in_each_transport(tmp_path, transport):
     env, work, tmp = isolated_env(tmp_path)
     result = subprocess.run(
         lb_ioloop("demo", "--transport", transport),
-        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -47,7 +55,11 @@ def test_demo_console_script_with_other_counts(tmp_path):
     script = Path(sys.executable).parent / "lb-ioloop"
     result = subprocess.run(
         [str(script), "demo", "--clients", "25", "--workers", "4"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     check_output(result.stdout, clients=25)

@@ -17,9 +17,19 @@ from .test_cli_peers import worker_process
 @contextmanager
 def gateway(*extra: str) -> Iterator[tuple[str, str]]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "http_gateway.py"), "--http-port", "0",
-         "--backend", "tcp://127.0.0.1:*", *extra],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "http_gateway.py"),
+            "--http-port",
+            "0",
+            "--backend",
+            "tcp://127.0.0.1:*",
+            *extra,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         words = read_line(process.stderr).split()

@@ -112,9 +112,7 @@ async def test_a_client_that_stops_reading_cannot_freeze_the_broker(
         assert await receive(other) == [b"OK"]
     # Every request is answered by a worker; each reply is either handed to
     # ZeroMQ or, when `stuck`'s queue is full, counted as undeliverable.
-    await until(
-        lambda: broker.counters.replies_routed + broker.counters.undeliverable == 2000 + 20
-    )
+    await until(lambda: broker.counters.replies_routed + broker.counters.undeliverable == 2000 + 20)
     assert broker.counters.requests_routed == 2000 + 20
     await until(lambda: broker.counters.workers_ready == 4)
     # What was handed over is what `stuck` can now read: nothing more, nothing less.
