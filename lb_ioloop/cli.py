@@ -349,8 +349,7 @@ def run_client(args: argparse.Namespace) -> int:
         return 1
     except zmq.ZMQError as error:
         print(
-            f"lb-ioloop client: error: {zmq_reason(error)} "
-            f"(endpoints: {', '.join(args.connect)})",
+            f"lb-ioloop client: error: {zmq_reason(error)} (endpoints: {', '.join(args.connect)})",
             file=sys.stderr,
         )
         return EXIT_USAGE
