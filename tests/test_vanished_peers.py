@@ -120,3 +120,28 @@ async def test_a_client_that_stops_reading_cannot_freeze_the_broker(
     for _ in range(delivered):
         assert await receive(stuck) == [b"", b"OK"]
     assert not await stuck.poll(100)
+
+
+@pytest.mark.gen_test
+async def test_a_worker_reconnecting_under_its_identity_takes_over(
+    zmq_contexts, make_broker, caplog
+):
+    """ROUTER_HANDOVER: the new connection wins; the identity is queued once."""
+    broker = make_broker()
+    old = Worker(zmq_contexts, broker.backend_endpoint, b"same-id")
+    await old.ready()
+    await until(lambda: broker.counters.workers_ready == 1)
+    new = Worker(zmq_contexts, broker.backend_endpoint, b"same-id")  # old still open
+    new.serve()
+    with caplog.at_level(logging.DEBUG, logger="lb_ioloop.broker"):
+        await new.ready()
+        # Its READY is a duplicate: the broker says so at debug level.
+        await until(lambda: "already in the ready queue" in caplog.text)
+    assert broker.counters.workers_ready == 1
+    sender = client(zmq_contexts, broker)
+    for _ in range(3):
+        await sender.send(b"HELLO")
+        assert await receive(sender) == [b"OK"]
+    assert len(new.requests) == 3
+    assert old.requests == []
+    assert broker.counters.workers_ready == 1
