@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from typing import NoReturn
 import zmq
 
 from . import __version__
+from .bench.sweeps import SWEEPS
 from .broker import BindError, zmq_reason
 from .demo import TRANSPORTS, run_demo
 from .security import (
@@ -227,6 +229,64 @@ def build_parser() -> argparse.ArgumentParser:
             help="this peer's .key_secret file (default: a fresh key pair)",
         )
 
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="measure this broker side by side with reference brokers",
+        description=(
+            "Run the same load against each broker in turn (lb_ioloop, the guide's "
+            "blocking poller, the lbbroker3.py stream design, and any --extra), with "
+            "the load in separate processes, and report requests/s, the broker's CPU "
+            "per request, p50/p99 round trip, requests lost, and ratios to lb_ioloop."
+        ),
+    )
+    bench.add_argument(
+        "--brokers",
+        default="lb_ioloop,poller,naive",
+        metavar="NAMES",
+        help="built-in brokers to run, comma-separated (default: lb_ioloop,poller,naive)",
+    )
+    bench.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another broker: COMMAND gets the frontend and backend endpoints appended",
+    )
+    bench.add_argument("--workers", type=_positive_int, default=8, metavar="W")
+    bench.add_argument("--clients", type=_positive_int, default=4, metavar="C")
+    bench.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=50,
+        metavar="D",
+        help="requests each client keeps in flight (default: 50)",
+    )
+    bench.add_argument("--body", type=_positive_int, default=10, metavar="BYTES")
+    bench.add_argument("--seconds", type=_seconds, default=2.0, help="per run (default: 2)")
+    bench.add_argument("--rounds", type=_positive_int, default=2, help="runs per broker and load")
+    bench.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        choices=[*SWEEPS, "all"],
+        help="also run a sweep (repeatable): workers 1-1000, clients 1-1000, "
+        "body 10 B-1 MB, latency (1 client, 1 in flight)",
+    )
+    bench.add_argument(
+        "--memory",
+        action="store_true",
+        help="also: resident memory with 1000 busy workers, 10,000 waiting",
+    )
+    bench.add_argument("--transport", choices=["tcp", "ipc"], default="tcp")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="write all results as JSON")
+    bench.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the results (needs matplotlib: the [plot] extra)",
+    )
+
     keygen = commands.add_parser(
         "keygen",
         parents=[common],
@@ -295,6 +355,53 @@ def keygen(args: argparse.Namespace) -> int:
             print(path)
     except (KeyFileError, OSError) as error:
         return _error("keygen", error)
+    return 0
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """``lb-ioloop bench``: the table on stdout, progress on stderr."""
+    from .bench import LoadShape, run_bench
+    from .bench.report import format_table, write_json, write_plot
+    from .bench.runner import BROKERS
+    from .bench.sweeps import memory_shape, sweep_shapes
+
+    brokers: dict[str, list[str]] = {}
+    for name in filter(None, args.brokers.split(",")):
+        if name not in BROKERS:
+            return _error("bench", f"unknown broker {name!r}; built in: {', '.join(BROKERS)}")
+        brokers[name] = BROKERS[name]
+    for extra in args.extra:
+        name, _, command = extra.partition("=")
+        if not name or not command:
+            return _error("bench", f"--extra wants NAME=COMMAND, not {extra!r}")
+        brokers[name] = shlex.split(command)
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _error("bench", "--plot needs matplotlib: pip install 'lb_ioloop[plot]'")
+    base = LoadShape(args.workers, args.clients, args.depth, args.body, args.seconds)
+    shapes = [base]
+    for sweep in dict.fromkeys(SWEEPS if "all" in args.sweep else args.sweep):
+        shapes += [shape for shape in sweep_shapes(sweep, base) if shape not in shapes]
+    if args.memory:
+        shapes.append(memory_shape())
+    interactive = sys.stderr.isatty()
+
+    def progress(line: str) -> None:
+        sys.stderr.write(("\r\x1b[K" if interactive else "") + line + ("" if interactive else "\n"))
+        sys.stderr.flush()
+
+    results = run_bench(
+        brokers, shapes, rounds=args.rounds, transport=args.transport, progress=progress
+    )
+    if interactive:
+        sys.stderr.write("\r\x1b[K")
+    print(format_table(results))
+    if args.json is not None:
+        write_json(results, args.json)
+    if args.plot is not None:
+        write_plot(results, args.plot)
     return 0
 
 
@@ -369,7 +476,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         asyncio.run(run_demo(args.clients, args.workers, args.transport))
         return 0
-    commands = {"broker": run_broker, "worker": run_worker, "client": run_client, "keygen": keygen}
+    commands = {
+        "broker": run_broker,
+        "worker": run_worker,
+        "client": run_client,
+        "keygen": keygen,
+        "bench": run_bench_command,
+    }
     if args.command in commands:
         return commands[args.command](args)
     parser.print_help(sys.stderr)
