@@ -365,7 +365,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from .bench.runner import BROKERS
     from .bench.sweeps import memory_shape, sweep_shapes
 
-    brokers: dict[str, list[str]] = {}
+    brokers: dict[str, Sequence[str]] = {}
     for name in filter(None, args.brokers.split(",")):
         if name not in BROKERS:
             return _error("bench", f"unknown broker {name!r}; built in: {', '.join(BROKERS)}")

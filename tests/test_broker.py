@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from lb_ioloop import LoadBalancingBroker
+from lb_ioloop import broker as broker_module
 
 from .peers import Worker, echo, nothing_arrives, receive, split_envelope, until
 
@@ -422,12 +423,12 @@ async def test_a_request_whose_fd_edge_a_reply_send_consumed_is_still_served(
     late_client = zmq_contexts.socket(zmq.REQ, asyncio=False)
     late_client.connect(broker.frontend_endpoint)
     frontend = broker._frontend
-    real_send = frontend.send_multipart
+    real_send = broker_module.send_frames
     injected = []
 
-    def send_after_a_request_lands(frames: list[bytes], flags: int = 0) -> Any:
-        result = real_send(frames, flags)
-        if not injected:
+    def send_then_let_a_request_land(socket: Any, frames: list[bytes]) -> None:
+        real_send(socket, frames)
+        if socket is frontend and not injected:  # just after the first reply
             injected.append(True)
             late_client.send(b"LATE")
             deadline = time.monotonic() + 5
@@ -435,11 +436,56 @@ async def test_a_request_whose_fd_edge_a_reply_send_consumed_is_still_served(
             while not frontend.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 assert time.monotonic() < deadline, "the late request never arrived"
                 time.sleep(0.001)
-        return result
 
-    monkeypatch.setattr(frontend, "send_multipart", send_after_a_request_lands)
+    monkeypatch.setattr(broker_module, "send_frames", send_then_let_a_request_land)
     first_client = client(zmq_contexts, broker)
     await first_client.send(b"FIRST")
     assert await receive(first_client) == [b"OK"]
     await until(lambda: late_client.getsockopt(zmq.EVENTS) & zmq.POLLIN)
     assert late_client.recv() == b"OK"
+
+
+@pytest.mark.gen_test
+async def test_a_reply_whose_fd_edge_a_request_send_consumed_is_still_routed(
+    zmq_contexts, make_broker, monkeypatch
+):
+    """The same edge case the other way round: while the broker hands out a
+    batch of requests, a request send on the backend swallows the signal of a
+    reply that has just arrived there. No other worker message follows to wake
+    the backend stream, so the broker must go back to the backend by itself."""
+    broker = make_broker()
+    busy = zmq_contexts.socket(zmq.REQ, asyncio=False)  # will hold request "one"
+    idle = [zmq_contexts.socket(zmq.REQ, asyncio=False) for _ in range(2)]  # never answer
+    for worker in (busy, *idle):
+        worker.connect(broker.backend_endpoint)
+    busy.send(b"READY")
+    await until(lambda: broker.counters.workers_ready == 1)
+    first = client(zmq_contexts, broker, zmq.DEALER)
+    await first.send_multipart([b"", b"one"])
+    await until(lambda: busy.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    envelope = busy.recv_multipart()[:-1]
+    for worker in idle:
+        worker.send(b"READY")
+    await until(lambda: broker.counters.workers_ready == 2)
+
+    backend = broker._backend
+    real_send = broker_module.send_frames
+    backend_sends = []
+
+    def send_then_let_a_reply_land(socket: Any, frames: list[bytes]) -> None:
+        real_send(socket, frames)
+        if socket is backend:
+            backend_sends.append(frames)
+            if len(backend_sends) == 2:  # inside the batch: "three" has just gone out
+                busy.send_multipart([*envelope, b"reply-one"])
+                deadline = time.monotonic() + 5
+                while not backend.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # consumes the edge
+                    assert time.monotonic() < deadline, "the reply never arrived"
+                    time.sleep(0.001)
+
+    monkeypatch.setattr(broker_module, "send_frames", send_then_let_a_reply_land)
+    second = client(zmq_contexts, broker, zmq.DEALER)
+    await second.send_multipart([b"", b"two"])
+    await second.send_multipart([b"", b"three"])
+    assert await receive(first) == [b"", b"reply-one"]
+    assert len(backend_sends) == 2
