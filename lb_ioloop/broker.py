@@ -209,6 +209,9 @@ class LoadBalancingBroker:
         Raises :class:`BindError` if an endpoint cannot be bound (malformed,
         address in use, ...); no socket is left open in that case.
         """
+        if frontend_endpoint == backend_endpoint and not frontend_endpoint.endswith((":*", ":0")):
+            # ipc would even let the second bind succeed, taking the file over.
+            raise BindError(f"the frontend and backend are the same endpoint {frontend_endpoint!r}")
         context = context or zmq.Context.instance()
         frontend = context.socket(zmq.ROUTER)
         backend = context.socket(zmq.ROUTER)
@@ -230,6 +233,10 @@ class LoadBalancingBroker:
                     )
                     bind_error.errno = error.errno
                     raise bind_error from None
+                except UnicodeError:  # pyzmq encodes the endpoint as UTF-8
+                    raise BindError(
+                        f"cannot bind the {name} to {endpoint!r}: not valid UTF-8"
+                    ) from None
         except BaseException:
             frontend.close(0)
             backend.close(0)

@@ -27,7 +27,7 @@ import zmq
 from . import __version__
 from .bench.sweeps import SWEEPS
 from .broker import BindError, zmq_reason
-from .demo import TRANSPORTS, run_demo
+from .demo import TRANSPORTS, DemoError, run_demo
 from .security import (
     KeyFileError,
     apply_curve_client,
@@ -36,7 +36,7 @@ from .security import (
     load_secret_key,
 )
 from .service import DEFAULT_MAX_MESSAGE_SIZE, BrokerSettings, serve_broker
-from .tasks import NoReply, client_requests, worker_task
+from .tasks import NoReply, client_requests, output_failure, worker_task
 
 __all__ = ["main"]
 
@@ -60,6 +60,16 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
     return value
+
+
+def _endpoint(text: str) -> str:
+    # Caught here rather than in pyzmq, which would raise UnicodeEncodeError
+    # for an argument that was not valid UTF-8 (Python keeps it as surrogates).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid UTF-8") from None
+    return text
 
 
 def _bytes(text: str) -> int:
@@ -126,10 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     broker.add_argument(
-        "--frontend", required=True, metavar="ENDPOINT", help="e.g. tcp://*:5555 (clients)"
+        "--frontend",
+        required=True,
+        type=_endpoint,
+        metavar="ENDPOINT",
+        help="e.g. tcp://*:5555 (clients)",
     )
     broker.add_argument(
-        "--backend", required=True, metavar="ENDPOINT", help="e.g. tcp://*:5556 (workers)"
+        "--backend",
+        required=True,
+        type=_endpoint,
+        metavar="ENDPOINT",
+        help="e.g. tcp://*:5556 (workers)",
     )
     broker.add_argument(
         "--max-replies",
@@ -180,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a REQ worker that serves requests from a broker's backend",
         description="Say READY, then answer each request; stop on SIGINT or SIGTERM.",
     )
-    worker.add_argument("--connect", required=True, metavar="ENDPOINT", help="the backend")
+    worker.add_argument(
+        "--connect", required=True, type=_endpoint, metavar="ENDPOINT", help="the backend"
+    )
     worker.add_argument("--identity", help="routing identity (default: chosen by ZeroMQ)")
     answer = worker.add_mutually_exclusive_group()
     answer.add_argument("--reply", default="OK", metavar="TEXT", help="default: OK")
@@ -202,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument(
         "--connect",
         required=True,
+        type=_endpoint,
         action="append",
         metavar="ENDPOINT",
         help="a broker's frontend; repeat for several brokers",
@@ -310,6 +331,18 @@ def _interrupt(signum: int, frame: object) -> None:
 def _error(command: str, message: object, status: int = EXIT_USAGE) -> int:
     print(f"lb-ioloop {command}: error: {message}", file=sys.stderr)
     return status
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """``lb-ioloop demo``: 0 when every client got its reply and printed it."""
+    try:
+        asyncio.run(run_demo(args.clients, args.workers, args.transport))
+    except DemoError as error:
+        return _error("demo", error, status=1)
+    failure = output_failure()
+    if failure is not None:
+        return _error("demo", f"could not write the output: {failure}", status=1)
+    return 0
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -473,17 +506,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "demo":
-        asyncio.run(run_demo(args.clients, args.workers, args.transport))
-        return 0
     commands = {
+        "demo": run_demo_command,
         "broker": run_broker,
         "worker": run_worker,
         "client": run_client,
         "keygen": keygen,
         "bench": run_bench_command,
     }
-    if args.command in commands:
+    if args.command not in commands:
+        parser.error(f"choose a command: {', '.join(commands)} (lb-ioloop --help says more)")
+    try:
         return commands[args.command](args)
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside the commands' own handling
+        return 130

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import resource
 import shutil
 import tempfile
 import threading
@@ -21,7 +23,7 @@ import zmq
 from .broker import BrokerCounters, LoadBalancingBroker
 from .tasks import client_task, say, worker_task
 
-__all__ = ["TRANSPORTS", "Transport", "demo_endpoints", "run_demo"]
+__all__ = ["TRANSPORTS", "DemoError", "Transport", "demo_endpoints", "run_demo"]
 
 Transport = Literal["ipc", "tcp", "inproc"]
 TRANSPORTS: tuple[Transport, ...] = ("ipc", "tcp", "inproc")
@@ -52,6 +54,55 @@ def demo_endpoints(transport: Transport) -> Iterator[tuple[str, str]]:
         raise ValueError(f"unknown transport {transport!r}; choose from {', '.join(TRANSPORTS)}")
 
 
+class DemoError(RuntimeError):
+    """The demo cannot run as asked, or a client or worker thread failed."""
+
+
+# File descriptors one client or worker costs, broker side included: its own
+# context (I/O thread poller and mailboxes) plus its socket and connection.
+_FDS_PER_PEER = {"ipc": 8, "tcp": 8, "inproc": 2}
+_FDS_BESIDES = 64  # the broker, the interpreter, the loop
+
+
+def _make_room(transport: Transport, peers: int) -> None:
+    """Raise the open-files limit as far as needed, or fail with a clear error.
+
+    With one context per thread, the demo needs a few descriptors per client
+    and worker; libzmq aborts the whole process when it runs out, so check
+    first (and lift the soft limit to the hard one if that is enough).
+    """
+    needed = peers * _FDS_PER_PEER[transport] + _FDS_BESIDES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        if ceiling < needed:
+            raise DemoError(
+                f"{peers} clients and workers over {transport} need about {needed} open "
+                f"files; the limit is {hard} (see ulimit -n)"
+            )
+
+
+def _peer_thread(
+    name: str,
+    target: Callable[[], object],
+    failures: list[BaseException],
+    on_failure: Callable[[], None],
+) -> threading.Thread:
+    """A thread that records a failure and stops the demo instead of dying silently."""
+
+    def run() -> None:
+        try:
+            target()
+        except zmq.ContextTerminated:
+            pass  # asked to stop
+        except BaseException as error:  # noqa: BLE001 - reported by run_demo
+            failures.append(error)
+            on_failure()
+
+    return threading.Thread(target=run, name=name)
+
+
 async def run_demo(
     clients: int = 10,
     workers: int = 3,
@@ -59,62 +110,93 @@ async def run_demo(
     *,
     output: Callable[[str], None] = say,
 ) -> BrokerCounters:
-    """Run the example to completion and return the broker's final counters."""
+    """Run the example to completion and return the broker's final counters.
+
+    Raises :class:`DemoError` if the machine cannot hold that many peers, or
+    if a client or worker thread fails (every thread is still ended first).
+    """
     if clients < 1 or workers < 1:
         raise ValueError("the demo needs at least one client and one worker")
+    _make_room(transport, clients + workers)
     broker_context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    # inproc connects only sockets of one context; otherwise each peer has its
-    # own, as each Perl thread does, and so behaves like a separate process.
-    shared = broker_context if transport == "inproc" else None
-    worker_contexts = [shared or zmq.Context() for _ in range(workers)]
-    with demo_endpoints(transport) as (frontend_endpoint, backend_endpoint):
-        broker = LoadBalancingBroker.from_endpoints(
-            frontend_endpoint, backend_endpoint, context=broker_context, max_replies=clients
-        )
-        try:
-            broker.start()
-            client_threads = [
-                threading.Thread(
-                    target=client_task,
-                    args=(broker.frontend_endpoint, f"client-{n}".encode()),
-                    kwargs={"context": shared, "output": output},
-                    name=f"client-{n}",
-                )
-                for n in range(1, clients + 1)
-            ]
-            worker_threads = [
-                threading.Thread(
-                    target=worker_task,
-                    args=(broker.backend_endpoint, f"worker-{n}".encode(), context),
-                    kwargs={"output": output},
-                    name=f"worker-{n}",
-                )
-                for n, context in enumerate(worker_contexts, start=1)
-            ]
-            for thread in client_threads + worker_threads:
-                thread.start()
-            await broker.wait_stopped()  # the Perl EV::run, until EV::break
-        finally:
-            # Linger lets the last replies, already queued, reach their clients.
-            broker.close()
-        counters = broker.counters
-        # Off the loop's thread: joining blocks.
-        await asyncio.to_thread(_finish_peers, client_threads, worker_threads, worker_contexts)
-        broker_context.term()
-    return counters
+    if transport == "inproc":
+        # inproc connects only sockets of one context: everybody shares the
+        # broker's, which must then hold them all (libzmq's default is 1023).
+        broker_context.max_sockets = clients + workers + 16
+        peer_contexts = [broker_context] * (clients + workers)
+    else:
+        # Otherwise each peer has its own, as each Perl thread does, and so
+        # behaves like a separate process. We make them, so we can stop them.
+        peer_contexts = [zmq.Context() for _ in range(clients + workers)]
+    client_contexts, worker_contexts = peer_contexts[:clients], peer_contexts[clients:]
+    loop = asyncio.get_running_loop()
+    failures: list[BaseException] = []
+    threads: list[threading.Thread] = []
+    try:
+        with demo_endpoints(transport) as (frontend_endpoint, backend_endpoint):
+            broker = LoadBalancingBroker.from_endpoints(
+                frontend_endpoint, backend_endpoint, context=broker_context, max_replies=clients
+            )
+            try:
+                broker.start()
+
+                def stop_broker() -> None:  # from a peer thread
+                    loop.call_soon_threadsafe(broker.stop)
+
+                for n, context in enumerate(worker_contexts, start=1):
+                    serve = functools.partial(
+                        worker_task,
+                        broker.backend_endpoint,
+                        f"worker-{n}".encode(),
+                        context,
+                        output=output,
+                    )
+                    threads.append(_peer_thread(f"worker-{n}", serve, failures, stop_broker))
+                for n, context in enumerate(client_contexts, start=1):
+                    ask = functools.partial(
+                        client_task,
+                        broker.frontend_endpoint,
+                        f"client-{n}".encode(),
+                        context=context,
+                        output=output,
+                    )
+                    threads.append(_peer_thread(f"client-{n}", ask, failures, stop_broker))
+                for thread in threads:
+                    thread.start()
+                await broker.wait_stopped()  # the Perl EV::run, until EV::break
+            finally:
+                # Linger lets the last replies, already queued, reach their clients.
+                broker.close()
+            # Off the loop's thread: joining blocks.
+            await asyncio.to_thread(
+                _finish_peers, threads[:workers], threads[workers:], peer_contexts, failures
+            )
+    finally:
+        for context in dict.fromkeys([*peer_contexts, broker_context]):
+            if not context.closed:
+                context.destroy(linger=0)  # only reached on failure: nothing open is wanted
+    if failures:
+        raise DemoError(f"a client or worker failed: {failures[0]!r}")
+    return broker.counters
 
 
 def _finish_peers(
-    client_threads: list[threading.Thread],
     worker_threads: list[threading.Thread],
-    worker_contexts: list[zmq.Context[zmq.Socket[bytes]]],
+    client_threads: list[threading.Thread],
+    peer_contexts: list[zmq.Context[zmq.Socket[bytes]]],
+    failures: list[BaseException],
 ) -> None:
+    if failures:
+        # Something broke: clients may wait for ever for a reply that will
+        # not come. Terminating every context wakes them all with ETERM.
+        for context in dict.fromkeys(peer_contexts):
+            context.term()
     for thread in client_threads:
         thread.join()
     # Terminating a worker's context wakes its blocking recv with ETERM; the
     # worker closes its socket and term() returns. (With inproc, that context
     # is the broker's, whose sockets are already closed.)
-    for context in dict.fromkeys(worker_contexts):
+    for context in dict.fromkeys(peer_contexts):
         context.term()
     for thread in worker_threads:
         thread.join()

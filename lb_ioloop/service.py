@@ -92,8 +92,9 @@ async def serve_broker(settings: BrokerSettings, report: Callable[[str], None]) 
         finally:
             if stats is not None:
                 stats.stop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            # The signal handlers stay until the loop closes: a second Ctrl-C
+            # while the sockets linger must not interrupt the shutdown (it
+            # would leave a socket open and context.term() waiting for ever).
             broker.close()
         report(f"stopped; {broker.counters.summary()}")
     finally:

@@ -12,6 +12,8 @@ language.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
@@ -21,9 +23,12 @@ import zmq
 
 from .protocol import DELIMITER, Frames
 
-__all__ = ["NoReply", "client_requests", "client_task", "say", "worker_task"]
+__all__ = ["NoReply", "client_requests", "client_task", "output_failure", "say", "worker_task"]
+
+logger = logging.getLogger("lb_ioloop.tasks")
 
 _say_lock = threading.Lock()
+_say_failures: list[Exception] = []  # the first write to stdout that failed
 
 
 def say(line: str) -> None:
@@ -31,10 +36,37 @@ def say(line: str) -> None:
 
     ``print`` writes the text and the newline separately, so two threads can
     interleave them; one locked write of both cannot.
+
+    If stdout cannot be written (closed, a pipe whose reader left, a full
+    disk), the failure is recorded for :func:`output_failure` and the line
+    dropped; it never raises, so a worker still sends its reply and the
+    example still finishes instead of hanging on a dead thread.
     """
     with _say_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        if _say_failures:
+            return
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError) as error:
+            _say_failures.append(error)
+            _silence_stdout()
+
+
+def output_failure() -> Exception | None:
+    """The error that stopped :func:`say` from printing, if any."""
+    return _say_failures[0] if _say_failures else None
+
+
+def _silence_stdout() -> None:
+    # Point fd 1 at /dev/null, so that Python's own flush at exit does not
+    # fail a second time with an "Exception ignored" message.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _text(frames: Frames) -> str:
@@ -102,7 +134,10 @@ def worker_task(
             except ValueError:  # not from a broker of this pattern
                 split = -1
             envelope, request = frames[: max(split, 0)], frames[split + 1 :]
-            output(f"Worker: {_text(request)}")
+            try:
+                output(f"Worker: {_text(request)}")
+            except Exception:  # a failing printer must not cost the reply
+                logger.warning("a worker's output failed", exc_info=True)
             if delay:
                 time.sleep(delay)
             answer = request if reply is None else [reply]

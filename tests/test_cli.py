@@ -117,7 +117,37 @@ def test_bad_arguments_are_one_line_and_exit_2(args, message):
     assert result.stdout == ""
 
 
-def test_no_command_prints_help_and_exits_2():
+def test_no_command_is_one_line_and_exit_2():
     result = run_cli()
     assert result.returncode == 2
-    assert "demo" in result.stderr and "broker" in result.stderr
+    assert result.stderr.splitlines() == [
+        "lb-ioloop: error: choose a command: demo, broker, worker, client, keygen, bench "
+        "(lb-ioloop --help says more)"
+    ]
+
+
+def test_endpoint_that_is_not_utf8_is_one_line_and_exit_2():
+    bad = "tcp://127.0.0.1:" + b"\xff".decode("utf-8", "surrogateescape")
+    result = run_cli("broker", "--frontend", bad, "--backend", "tcp://127.0.0.1:*")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "not valid UTF-8" in result.stderr
+
+
+def test_the_same_endpoint_twice_is_refused(tmp_path):
+    endpoint = f"ipc://{tmp_path}/both"
+    result = run_cli("broker", "--frontend", endpoint, "--backend", endpoint)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"lb-ioloop broker: error: the frontend and backend are the same endpoint '{endpoint}'"
+    ]
+
+
+def test_a_second_signal_during_shutdown_still_ends_cleanly(context):
+    with broker_process() as broker:
+        round_trip(context, broker.frontend, broker.backend, 1)
+        broker.signal(signal.SIGINT)
+        broker.signal(signal.SIGINT)  # Ctrl-C pressed twice
+        status, err = broker.finish()
+    assert status == 0, err
+    assert "Traceback" not in err
+    assert "stopped; requests=1 replies=1" in err
