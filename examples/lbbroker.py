@@ -76,13 +76,15 @@ async def main() -> None:
         broker.close()  # lingers until the last replies are on their way
 
         # Give client threads time to flush their output: $_->join() for ...
+        # (Joins and terms block, so they run off the loop's thread.)
         for thread in clients:
             await asyncio.to_thread(thread.join)
         for worker_context in worker_contexts:
-            worker_context.term()  # the worker sees ETERM, closes, and returns
+            # The worker sees ETERM, closes its socket, and term() returns.
+            await asyncio.to_thread(worker_context.term)
         for thread in workers:
-            thread.join()
-        context.term()
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(context.term)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -39,8 +39,10 @@ Two ZeroMQ subtleties shape the code; both are explained where they matter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,6 +180,9 @@ class LoadBalancingBroker:
         self._stopped: asyncio.Future[None] | None = None
         # A pass of _pump is already scheduled on the loop.
         self._pump_scheduled = False
+        # ipc socket files this broker bound itself (from_endpoints), removed
+        # by close(): libzmq leaves them behind.
+        self._ipc_files: list[str] = []
         # Counters, read through .counters.
         self._requests_routed = 0
         self._replies_routed = 0
@@ -241,7 +246,12 @@ class LoadBalancingBroker:
             frontend.close(0)
             backend.close(0)
             raise
-        return cls(frontend, backend, max_replies=max_replies, log=log)
+        broker = cls(frontend, backend, max_replies=max_replies, log=log)
+        for socket in (frontend, backend):
+            endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
+                broker._ipc_files.append(endpoint[len("ipc://") :])
+        return broker
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -306,6 +316,9 @@ class LoadBalancingBroker:
                 stream.close(linger=linger_ms)  # unregisters the fd, then closes
             elif not socket.closed:
                 socket.close(linger=linger_ms)
+        for path in self._ipc_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     # -- what users may read -------------------------------------------------
 

@@ -339,6 +339,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         asyncio.run(run_demo(args.clients, args.workers, args.transport))
     except DemoError as error:
         return _error("demo", error, status=1)
+    except BindError as error:  # e.g. an ipc path too long under a long TMPDIR
+        return _error("demo", error)
     failure = output_failure()
     if failure is not None:
         return _error("demo", f"could not write the output: {failure}", status=1)

@@ -172,9 +172,15 @@ async def run_demo(
                 _finish_peers, threads[:workers], threads[workers:], peer_contexts, failures
             )
     finally:
+        # Reached with contexts still open only on an error or a cancellation
+        # (Ctrl-C): terminating wakes every peer still blocked in ZeroMQ with
+        # ETERM, and each closes its own socket (closing a socket from another
+        # thread, as destroy() would, is not safe).
         for context in dict.fromkeys([*peer_contexts, broker_context]):
             if not context.closed:
-                context.destroy(linger=0)  # only reached on failure: nothing open is wanted
+                context.term()
+        for thread in threads:
+            thread.join()
     if failures:
         raise DemoError(f"a client or worker failed: {failures[0]!r}")
     return broker.counters

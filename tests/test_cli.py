@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from .processes import TIMEOUT, broker_process, lb_ioloop
+from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 
 POLL_MS = int(TIMEOUT * 1000)
 
@@ -151,3 +151,25 @@ def test_a_second_signal_during_shutdown_still_ends_cleanly(context):
     assert status == 0, err
     assert "Traceback" not in err
     assert "stopped; requests=1 replies=1" in err
+
+
+def test_the_broker_removes_its_ipc_files_when_it_stops(tmp_path):
+    frontend, backend = tmp_path / "front.ipc", tmp_path / "back.ipc"
+    process = subprocess.Popen(
+        lb_ioloop("broker", "--frontend", f"ipc://{frontend}", "--backend", f"ipc://{backend}"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "frontend ipc://" in read_line(process.stderr)
+        assert frontend.exists() and backend.exists()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, err
+    assert list(tmp_path.iterdir()) == []

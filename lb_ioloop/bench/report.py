@@ -25,6 +25,10 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"  {'broker':10s} {'req/s':>9s} {'cpu us/req':>10s} {'p50 us':>9s} {'p99 us':>9s}"
             f" {'lost':>5s} {'rss MB':>7s}   vs lb_ioloop: cpu/req  req/s"
         )
+        if shape.hold:
+            lines[-1] = "  (workers hold every request: only memory is measured)"
+            lines += [f"  {row.broker:10s} rss {row.rss_mb:.1f} MB" for row in rows]
+            continue
         for row in rows:
             ratios = ""
             if ours is not None and row is not ours:
