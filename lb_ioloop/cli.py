@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     broker.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the loop under Tornado (uvloop: the [uvloop] extra; see docs/PERFORMANCE.md)",
+    )
+    broker.add_argument(
         "--curve-secret-key",
         type=Path,
         metavar="FILE",
@@ -365,8 +371,18 @@ def run_broker(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(f"lb-ioloop broker: {line}", file=sys.stderr, flush=True)
 
+    loop_factory = None
+    if args.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return _error(
+                "broker", "--event-loop uvloop needs uvloop: pip install 'lb_ioloop[uvloop]'"
+            )
+        loop_factory = uvloop.new_event_loop
     try:
-        asyncio.run(serve_broker(settings, report))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve_broker(settings, report))
     except (BindError, KeyFileError) as error:
         return _error("broker", error)
     return 0
@@ -397,7 +413,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     """``lb-ioloop bench``: the table on stdout, progress on stderr."""
     from .bench import LoadShape, run_bench
     from .bench.report import format_table, write_json, write_plot
-    from .bench.runner import BROKERS
+    from .bench.runner import BROKERS, BenchError
     from .bench.sweeps import memory_shape, sweep_shapes
 
     brokers: dict[str, Sequence[str]] = {}
@@ -410,6 +426,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
         if not name or not command:
             return _error("bench", f"--extra wants NAME=COMMAND, not {extra!r}")
         brokers[name] = shlex.split(command)
+    if any("uvloop" in name for name in brokers):
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            return _error("bench", "lb_ioloop+uvloop needs uvloop: pip install 'lb_ioloop[uvloop]'")
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -427,9 +448,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
         sys.stderr.write(("\r\x1b[K" if interactive else "") + line + ("" if interactive else "\n"))
         sys.stderr.flush()
 
-    results = run_bench(
-        brokers, shapes, rounds=args.rounds, transport=args.transport, progress=progress
-    )
+    try:
+        results = run_bench(
+            brokers, shapes, rounds=args.rounds, transport=args.transport, progress=progress
+        )
+    except BenchError as error:
+        return _error("bench", error, status=1)
     if interactive:
         sys.stderr.write("\r\x1b[K")
     print(format_table(results))

@@ -25,12 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["BROKERS", "BenchResult", "LoadShape", "run_bench", "run_once"]
+__all__ = ["BROKERS", "BenchError", "BenchResult", "LoadShape", "run_bench", "run_once"]
 
 PYTHON = sys.executable
 
 BROKERS: dict[str, list[str]] = {
     "lb_ioloop": [PYTHON, "-m", "lb_ioloop", "broker", "--max-message-size", "0", "--frontend"],
+    "lb_ioloop+uvloop": [
+        *[PYTHON, "-m", "lb_ioloop", "broker", "--event-loop", "uvloop"],
+        *["--max-message-size", "0", "--frontend"],
+    ],
     "poller": [PYTHON, "-m", "lb_ioloop.bench.references", "poller"],
     "naive": [PYTHON, "-m", "lb_ioloop.bench.references", "naive"],
 }
@@ -38,6 +42,10 @@ BROKERS: dict[str, list[str]] = {
 runner fills those in (see :func:`_broker_command`)."""
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A broker or a load process did not start or did not report."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def _bound(endpoint: str, deadline: float) -> None:
             except OSError:
                 pass
         time.sleep(0.02)
-    raise RuntimeError(f"nothing bound {endpoint} in time")
+    raise BenchError(f"the broker did not bind {endpoint} within 10 s")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -132,6 +140,8 @@ def _stop(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def run_once(broker: Sequence[str], shape: LoadShape, transport: str = "tcp") -> dict[str, float]:
@@ -149,6 +159,8 @@ def run_once(broker: Sequence[str], shape: LoadShape, transport: str = "tcp") ->
         )
         processes.append(broker_process)
         _bound(backend, time.monotonic() + 10)
+        if broker_process.poll() is not None:
+            raise BenchError(f"the broker {broker[:6]} exited at once")
         workers = subprocess.Popen(
             [*load, "workers", backend, str(shape.workers), *(["--hold"] if shape.hold else [])],
             stdout=subprocess.PIPE,
@@ -157,7 +169,7 @@ def run_once(broker: Sequence[str], shape: LoadShape, transport: str = "tcp") ->
         processes.append(workers)
         assert workers.stdout is not None
         if workers.stdout.readline().strip() != "ready":
-            raise RuntimeError("the workers did not start")
+            raise BenchError("the load's workers did not start")
         cpu_before = _cpu_seconds(broker_process.pid)
         clients = subprocess.Popen(
             [
@@ -179,7 +191,10 @@ def run_once(broker: Sequence[str], shape: LoadShape, transport: str = "tcp") ->
             time.sleep(0.1)
         cpu_after = _cpu_seconds(broker_process.pid)
         assert clients.stdout is not None
-        figures: dict[str, float] = json.loads(clients.stdout.read().strip().splitlines()[-1])
+        lines = clients.stdout.read().strip().splitlines()
+        if clients.returncode != 0 or not lines:
+            raise BenchError(f"the load's clients failed (exit {clients.returncode})")
+        figures: dict[str, float] = json.loads(lines[-1])
         answered = figures["answered"]
         figures["cpu_us_per_request"] = (
             (cpu_after - cpu_before) / answered * 1e6 if answered else float("nan")
