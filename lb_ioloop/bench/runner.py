@@ -224,7 +224,7 @@ def run_bench(
         for _ in range(rounds):
             for name, command in brokers.items():
                 step += 1
-                progress(f"[{step}/{total}] {name:10s} {shape.label()}")
+                progress(f"[{step}/{total}] {name:16s} {shape.label()}")
                 runs[name].append(run_once(command, shape, transport))
         for name, figures in runs.items():
 
