@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lb_ioloop import LoadBalancingBroker
@@ -246,6 +246,9 @@ async def scenario(ids: list[bytes], steps: list[tuple[Any, ...]]) -> None:
 @settings(
     max_examples=150,
     deadline=None,
+    # No shrinking: a failing example waits out timeouts at each step, and
+    # shrinking would replay it hundreds of times. The first one is reported.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(ids=identities, steps=actions)
