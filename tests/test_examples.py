@@ -18,32 +18,20 @@ def check_output(stdout: str, clients: int = 10) -> None:
     assert Counter(lines) == {"Client: OK": clients, "Worker: HELLO": clients}, stdout
 
 
-def test_example_script_prints_every_line_and_leaves_nothing(tmp_path):
-    env, work, tmp = isolated_env(tmp_path)
-    result = subprocess.run(
+@pytest.mark.parametrize(
+    "command",
+    [
         [sys.executable, str(ROOT / "examples" / "lbbroker.py")],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    check_output(result.stdout)
-    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
-
-
-@pytest.mark.parametrize("transport", ["ipc", "tcp", "inproc"])
-def test_demo_in_each_transport(tmp_path, transport):
+        lb_ioloop("demo", "--transport", "ipc"),
+        lb_ioloop("demo", "--transport", "tcp"),
+        lb_ioloop("demo", "--transport", "inproc"),
+    ],
+    ids=["example-script", "demo-ipc", "demo-tcp", "demo-inproc"],
+)
+def test_prints_every_line_exits_0_and_leaves_nothing(tmp_path, command):
     env, work, tmp = isolated_env(tmp_path)
     result = subprocess.run(
-        lb_ioloop("demo", "--transport", transport),
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
+        command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
