@@ -45,6 +45,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import zmq
 from tornado.ioloop import IOLoop
@@ -54,8 +55,8 @@ from .fastzmq import StreamSocket, receive_frames, send_frames
 from .pool import ReadyWorkers
 from .protocol import (
     DELIMITER,
-    Frames,
     MalformedMessage,
+    Message,
     check_request,
     describe_shape,
     reply_to_client,
@@ -171,7 +172,7 @@ class LoadBalancingBroker:
         self._ready = ReadyWorkers()  # identities of idle workers, oldest first
         # A request whose worker turned out to be gone, while no other worker
         # was ready. The frontend is off then, so there is at most one.
-        self._held_request: Frames | None = None
+        self._held_request: Message | None = None
         self._state = _State.NEW
         # Made in start(): a ZMQStream and its IOLoop belong to a running loop.
         self._io_loop: IOLoop | None = None
@@ -359,12 +360,12 @@ class LoadBalancingBroker:
 
     # -- stream callbacks: the Perl poll_backend / poll_frontend -------------
 
-    def _on_backend_message(self, frames: Frames) -> None:
+    def _on_backend_message(self, frames: Message) -> None:
         """ZMQStream callback for the backend; never raises (see module doc)."""
         self._route_safely(self._route_worker_message, frames)
         self._pump()
 
-    def _on_frontend_message(self, frames: Frames) -> None:
+    def _on_frontend_message(self, frames: Message) -> None:
         """ZMQStream callback for the frontend; never raises (see module doc)."""
         self._route_safely(self._route_request, frames)
         self._pump()
@@ -403,7 +404,7 @@ class LoadBalancingBroker:
         self._pump()
 
     def _drain(
-        self, socket: zmq.Socket[bytes], route: Callable[[Frames], None], budget: int
+        self, socket: zmq.Socket[bytes], route: Callable[[Message], None], budget: int
     ) -> int:
         """Receive and route queued messages; return how many.
 
@@ -429,7 +430,7 @@ class LoadBalancingBroker:
             count += 1
         return count
 
-    def _route_safely(self, route: Callable[[Frames], None], frames: Frames) -> None:
+    def _route_safely(self, route: Callable[[Message], None], frames: Message) -> None:
         # The reactor's boundary: an unexpected error is logged, the message
         # dropped, and the loop goes on (an exception escaping a stream
         # callback would leave the messages behind it unread).
@@ -440,9 +441,9 @@ class LoadBalancingBroker:
 
     # -- routing: one message each -------------------------------------------
 
-    def _route_worker_message(self, frames: Frames) -> None:
+    def _route_worker_message(self, frames: Message) -> None:
         """READY or a reply: either way the worker is ready again."""
-        worker = frames[0]
+        worker = cast(bytes, frames[0])  # an identity: at most 255 bytes, so bytes
         try:
             reply = reply_to_client(frames)
         except MalformedMessage as error:
@@ -462,7 +463,7 @@ class LoadBalancingBroker:
                 self._log.info("routed %d replies: stopping", self._replies_routed)
                 self.stop()  # the Perl `EV::break`
 
-    def _route_request(self, frames: Frames) -> None:
+    def _route_request(self, frames: Message) -> None:
         """Give one client request to the least recently used worker."""
         try:
             check_request(frames)
@@ -471,7 +472,7 @@ class LoadBalancingBroker:
             return
         self._dispatch(frames)
 
-    def _dispatch(self, request: Frames) -> None:
+    def _dispatch(self, request: Message) -> None:
         """Send ``request`` to the first ready worker that can take it.
 
         Workers are tried least recently used first (Perl: `shift @workers`).
@@ -528,7 +529,7 @@ class LoadBalancingBroker:
             else:
                 self._frontend_stream.stop_on_recv()
 
-    def _send_reply(self, reply: Frames) -> bool:
+    def _send_reply(self, reply: Message) -> bool:
         """Send a reply on the frontend; False if it could not be delivered."""
         try:
             send_frames(self._frontend, reply)
@@ -537,19 +538,19 @@ class LoadBalancingBroker:
             self._throttled.warning(
                 "reply-undeliverable",
                 "reply to %r dropped: %s",
-                reply[0][:64],
+                cast(bytes, reply[0])[:64],
                 _why_unsendable(error),
             )
             return False
         return True
 
-    def _drop(self, side: str, frames: Frames, error: MalformedMessage) -> None:
+    def _drop(self, side: str, frames: Message, error: MalformedMessage) -> None:
         self._malformed_dropped += 1
         self._throttled.warning(
             f"malformed-{side}",
             "dropped a malformed message on the %s from %r: %s; shape %s",
             side,
-            frames[0][:64] if frames else b"",
+            cast(bytes, frames[0])[:64] if frames else b"",
             error.reason,
             describe_shape(frames),
         )

@@ -19,10 +19,17 @@ everything after the delimiter and may itself contain empty frames.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    import zmq
+
 __all__ = [
     "DELIMITER",
     "READY_TOKENS",
     "Frames",
+    "Message",
+    "Part",
     "MalformedMessage",
     "check_request",
     "describe_shape",
@@ -31,6 +38,16 @@ __all__ = [
 
 Frames = list[bytes]
 """A multipart message as pyzmq's ``recv_multipart(copy=True)`` returns it."""
+
+Part = Union[bytes, "zmq.Frame"]
+"""One frame as the broker holds it: ``bytes``, or for a large frame a
+:class:`zmq.Frame`, which the broker passes on without copying it. A Frame
+answers ``len()``, is never equal to ``b""`` and hashes by identity, which is
+all these functions ask of a body frame. Addresses and delimiters are small,
+so they are always bytes."""
+
+Message = list[Part]
+"""A multipart message as the broker holds it (see :data:`Part`)."""
 
 DELIMITER = b""
 """The empty frame that separates a return address from the body."""
@@ -57,7 +74,7 @@ class MalformedMessage(ValueError):
         self.worker_is_waiting = worker_is_waiting
 
 
-def check_request(frames: Frames) -> None:
+def check_request(frames: Message) -> None:
     """Accept a client request as the frontend ROUTER delivers it, or raise.
 
     A request is ``[address..., b"", body...]`` with at least one address frame
@@ -78,7 +95,7 @@ def check_request(frames: Frames) -> None:
         raise MalformedMessage("nothing after the delimiter")
 
 
-def reply_to_client(frames: Frames) -> Frames | None:
+def reply_to_client(frames: Message) -> Message | None:
     """Classify a message that arrived on the backend from a worker.
 
     Returns ``None`` when the message is READY, else the frames to send on the
@@ -112,7 +129,7 @@ def reply_to_client(frames: Frames) -> Frames | None:
     return frames[2:]
 
 
-def describe_shape(frames: Frames, limit: int = 8) -> str:
+def describe_shape(frames: Message, limit: int = 8) -> str:
     """Describe a message by its frame sizes, for logs: ``3 frames [5B, 0B, 2B]``.
 
     Sizes rather than contents, because frames are arbitrary binary data and a
