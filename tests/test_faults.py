@@ -10,7 +10,7 @@ from contextlib import ExitStack
 
 import zmq
 
-from .processes import TIMEOUT, broker_process, lb_ioloop
+from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 from .test_cli_peers import run_client, worker_process
 
 
@@ -117,3 +117,34 @@ def test_a_thousand_clients_times_ten_requests_each_get_their_own_replies():
                 received[n].add(body)
                 outstanding -= 1
     assert received == expected
+
+
+def test_after_a_broker_restart_clients_reconnect_and_idle_workers_must_be_restarted():
+    """What README says about a restart, shown: ZeroMQ reconnects everybody,
+    but a REQ worker that was idle said READY to the old broker and waits for
+    ever, so the new broker has no worker until one (re)starts."""
+    with ExitStack() as stack:
+        first = stack.enter_context(broker_process())
+        frontend, backend = first.frontend, first.backend
+        old_worker = stack.enter_context(worker_process(backend, "--reply", "old"))
+        assert run_client("--connect", frontend).stdout == "Client: old\n"
+        first.signal(signal.SIGTERM)
+        assert first.finish()[0] == 0
+
+        restarted = subprocess.Popen(
+            lb_ioloop("broker", "--frontend", frontend, "--backend", backend),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stack.callback(lambda: (restarted.kill(), restarted.communicate(timeout=TIMEOUT)))
+        assert "frontend" in read_line(restarted.stderr)
+        # The old worker's connection comes back, but it never says READY again.
+        unserved = run_client("--connect", frontend, "--timeout", "1")
+        assert unserved.returncode == 1
+        assert old_worker.poll() is None  # still running, still waiting
+        stack.enter_context(worker_process(backend, "--reply", "new"))
+        served = run_client("--connect", frontend, "--requests", "2")
+        assert served.returncode == 0, served.stderr
+        assert served.stdout.splitlines() == ["Client: new"] * 2
