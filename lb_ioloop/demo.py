@@ -169,40 +169,46 @@ async def run_demo(
                 broker.close()
             # Off the loop's thread: joining blocks.
             await asyncio.to_thread(
-                _finish_peers, threads[:workers], threads[workers:], peer_contexts, failures
+                _end_peers, threads[workers:], threads[:workers], peer_contexts, bool(failures)
             )
     finally:
-        # Reached with contexts still open only on an error or a cancellation
-        # (Ctrl-C): terminating wakes every peer still blocked in ZeroMQ with
-        # ETERM, and each closes its own socket (closing a socket from another
-        # thread, as destroy() would, is not safe).
-        for context in dict.fromkeys([*peer_contexts, broker_context]):
-            if not context.closed:
-                context.term()
-        for thread in threads:
-            thread.join()
+        # After an error or a cancellation (Ctrl-C) some peers may still be
+        # blocked in ZeroMQ: wake them all (normally this finds every peer
+        # ended already and only terminates the broker's context).
+        _end_peers(threads, [], [*peer_contexts, broker_context], wake_clients=True)
     if failures:
         raise DemoError(f"a client or worker failed: {failures[0]!r}")
     return broker.counters
 
 
-def _finish_peers(
-    worker_threads: list[threading.Thread],
+def _end_peers(
     client_threads: list[threading.Thread],
-    peer_contexts: list[zmq.Context[zmq.Socket[bytes]]],
-    failures: list[BaseException],
+    worker_threads: list[threading.Thread],
+    contexts: list[zmq.Context[zmq.Socket[bytes]]],
+    wake_clients: bool,
 ) -> None:
-    if failures:
-        # Something broke: clients may wait for ever for a reply that will
-        # not come. Terminating every context wakes them all with ETERM.
-        for context in dict.fromkeys(peer_contexts):
-            context.term()
+    """Join the clients, stop the workers, join them; idempotent.
+
+    Terminating a worker's context wakes its blocking recv with ETERM; the
+    worker closes its socket and ``term()`` returns. (With inproc, that
+    context is the broker's, whose sockets are already closed.) With
+    ``wake_clients``, every context is terminated first, because something
+    broke and clients may wait for ever for a reply that will not come.
+    Terminating is safe where destroy() is not: each peer closes its own
+    socket, in its own thread.
+    """
+
+    def terminate_all() -> None:
+        for context in dict.fromkeys(contexts):
+            if not context.closed:
+                context.term()
+
+    if wake_clients:
+        terminate_all()
     for thread in client_threads:
-        thread.join()
-    # Terminating a worker's context wakes its blocking recv with ETERM; the
-    # worker closes its socket and term() returns. (With inproc, that context
-    # is the broker's, whose sockets are already closed.)
-    for context in dict.fromkeys(peer_contexts):
-        context.term()
+        if thread.ident is not None:  # started
+            thread.join()
+    terminate_all()
     for thread in worker_threads:
-        thread.join()
+        if thread.ident is not None:
+            thread.join()

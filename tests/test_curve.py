@@ -44,16 +44,23 @@ def test_keygen_writes_pairs_and_refuses_to_overwrite(keys):
     ]
 
 
-def test_authorised_peers_get_through_and_others_get_nothing(keys):
+def curve_broker(keys, *extra: str):
+    """A broker with the test's secret key and authorised keys folder."""
     folder, authorized = keys
+    return broker_process(
+        "--curve-secret-key",
+        str(folder / "broker.key_secret"),
+        "--curve-authorized-keys",
+        str(authorized),
+        *extra,
+    )
+
+
+def test_authorised_peers_get_through_and_others_get_nothing(keys):
+    folder, _ = keys
     server = ["--curve-server-key", str(folder / "broker.key")]
     with (
-        broker_process(
-            "--curve-secret-key",
-            str(folder / "broker.key_secret"),
-            "--curve-authorized-keys",
-            str(authorized),
-        ) as broker,
+        curve_broker(keys) as broker,
         worker_process(
             broker.backend, *server, "--curve-secret-key", str(folder / "worker.key_secret")
         ),
@@ -86,17 +93,10 @@ def test_authorised_peers_get_through_and_others_get_nothing(keys):
 
 
 def test_an_unauthorised_worker_is_never_given_work(keys):
-    folder, authorized = keys
+    folder, _ = keys
     server = ["--curve-server-key", str(folder / "broker.key")]
     with (
-        broker_process(
-            "--curve-secret-key",
-            str(folder / "broker.key_secret"),
-            "--curve-authorized-keys",
-            str(authorized),
-            "--curve-sockets",
-            "backend",
-        ) as broker,
+        curve_broker(keys, "--curve-sockets", "backend") as broker,
         worker_process(
             broker.backend, *server, "--curve-secret-key", str(folder / "outsider.key_secret")
         ),
