@@ -200,6 +200,7 @@ class LoadBalancingBroker:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         linger_ms: int = 1000,
         frontend_max_message_size: int | None = None,
+        hwm: int | None = None,
         prepare_socket: Callable[[str, zmq.Socket[bytes]], None] | None = None,
         max_replies: int | None = None,
         log: logging.Logger | None = None,
@@ -209,9 +210,13 @@ class LoadBalancingBroker:
         ``linger_ms`` bounds how long :meth:`close` waits for queued messages.
         ``frontend_max_message_size`` (ZMQ_MAXMSGSIZE, bytes) makes ZeroMQ
         disconnect a client that sends a bigger message, before the broker
-        ever holds it; None means no limit. ``prepare_socket(name, socket)``
-        runs for ``"frontend"`` and ``"backend"`` before each binds: the place
-        for options that must precede bind, such as CURVE keys.
+        ever holds it; None means no limit. ``hwm`` is the high-water mark,
+        in messages, of each peer's queues on both sockets (ZMQ_SNDHWM and
+        ZMQ_RCVHWM): None keeps ZeroMQ's 1000, 0 means no limit. It is what
+        bounds the broker's memory while requests wait for a worker.
+        ``prepare_socket(name, socket)`` runs for ``"frontend"`` and
+        ``"backend"`` before each binds: the place for options that must
+        precede bind, such as CURVE keys.
         Raises :class:`BindError` if an endpoint cannot be bound (malformed,
         address in use, ...); no socket is left open in that case.
         """
@@ -229,6 +234,11 @@ class LoadBalancingBroker:
                 socket.linger = linger_ms
                 if socket is frontend and frontend_max_message_size is not None:
                     socket.maxmsgsize = frontend_max_message_size
+                if hwm is not None:
+                    # Per peer, not per socket: a ROUTER keeps one pair of
+                    # queues for each connection. Set before bind, so that
+                    # every connection's queues get it.
+                    socket.sndhwm = socket.rcvhwm = hwm
                 if prepare_socket is not None:
                     prepare_socket(name, socket)
                 try:

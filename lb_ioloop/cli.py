@@ -72,8 +72,8 @@ def _endpoint(text: str) -> str:
     return text
 
 
-def _whole_number(minimum: int, unit: str = "") -> Callable[[str], int]:
-    """An argparse type: a whole number (of ``unit``) no smaller than ``minimum``."""
+def _whole_number(minimum: int, unit: str = "", maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number (of ``unit``) from ``minimum`` to ``maximum``."""
 
     def parse(text: str) -> int:
         try:
@@ -82,6 +82,8 @@ def _whole_number(minimum: int, unit: str = "") -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{unit}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is not at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is more than {maximum}")
         return value
 
     return parse
@@ -89,6 +91,7 @@ def _whole_number(minimum: int, unit: str = "") -> Callable[[str], int]:
 
 _bytes = _whole_number(0, " of bytes")
 _positive_int = _whole_number(1)
+_hwm = _whole_number(0, " of messages", maximum=2**31 - 1)  # a C int in libzmq
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "largest message a client may send; a peer that sends more is disconnected "
             f"(ZMQ_MAXMSGSIZE; default {DEFAULT_MAX_MESSAGE_SIZE} = 16 MiB; 0: no limit)"
+        ),
+    )
+    broker.add_argument(
+        "--hwm",
+        type=_hwm,
+        default=None,
+        metavar="N",
+        help=(
+            "messages queued per peer and direction on both sockets, which bounds "
+            "the broker's memory while requests wait (ZMQ_SNDHWM/RCVHWM; "
+            "default: ZeroMQ's 1000; 0: no limit)"
         ),
     )
     broker.add_argument(
@@ -362,6 +376,7 @@ def run_broker(args: argparse.Namespace) -> int:
         max_replies=args.max_replies,
         stats_interval=args.stats_interval,
         max_message_size=args.max_message_size,
+        hwm=args.hwm,
         curve_secret_key=args.curve_secret_key,
         curve_authorized_keys=args.curve_authorized_keys,
         curve_sockets=args.curve_sockets,

@@ -34,6 +34,7 @@ class BrokerSettings:
     max_replies: int | None = None
     stats_interval: float = 0.0  # seconds; 0: the counters line only at exit
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # 0: no limit
+    hwm: int | None = None  # messages queued per peer and direction; None: ZeroMQ's 1000
     linger_ms: int = 1000  # how long queued replies may take to leave at exit
     curve_secret_key: Path | None = None  # the broker's .key_secret file
     curve_authorized_keys: Path | None = None  # folder of client/worker .key files
@@ -71,6 +72,7 @@ async def serve_broker(settings: BrokerSettings, report: Callable[[str], None]) 
             context=context,
             linger_ms=settings.linger_ms,
             frontend_max_message_size=settings.max_message_size or None,
+            hwm=settings.hwm,
             prepare_socket=prepare,
             max_replies=settings.max_replies,
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +41,14 @@ def read_line(stream: object, timeout: float = TIMEOUT) -> str:
     return stream.readline()  # type: ignore[attr-defined,no-any-return]
 
 
+_COUNTER = re.compile(r"(\w+)=(\d+)")
+
+
+def parse_counters(line: str) -> dict[str, int]:
+    """The numbers of a counters line: ``requests=3 replies=2 ...``."""
+    return {name: int(value) for name, value in _COUNTER.findall(line)}
+
+
 class BrokerProcess:
     """An ``lb-ioloop broker`` process on random 127.0.0.1 ports."""
 
@@ -46,14 +56,84 @@ class BrokerProcess:
         self.process = process
         self.frontend = frontend
         self.backend = backend
+        self._stderr_lines: list[str] = []
+        self._stderr_reader: threading.Thread | None = None
 
     def signal(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
 
+    def follow_stderr(self) -> None:
+        """From now on, read stderr in a thread (run with ``--stats-interval``).
+
+        A thread rather than a selector: a text pipe reads ahead, so lines
+        can wait in Python's buffer while the selector says nothing is ready.
+        """
+        assert self.process.stderr is not None and self._stderr_reader is None
+        stderr = self.process.stderr
+
+        def read_all() -> None:
+            for line in stderr:
+                self._stderr_lines.append(line)
+
+        self._stderr_reader = threading.Thread(target=read_all, daemon=True)
+        self._stderr_reader.start()
+
+    def stats_lines(self) -> list[dict[str, int]]:
+        """The counters of every stats line read so far, oldest first."""
+        return [parse_counters(line) for line in list(self._stderr_lines) if "requests=" in line]
+
+    def latest_counters(self) -> dict[str, int]:
+        """The counters of the last stats line read so far (empty if none yet)."""
+        for line in reversed(self._stderr_lines):
+            if "requests=" in line:
+                return parse_counters(line)
+        return {}
+
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str]:
         """Wait for exit; return (status, the rest of stderr)."""
-        _, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, err
+        if self._stderr_reader is None:
+            _, err = self.process.communicate(timeout=timeout)
+            return self.process.returncode, err
+        status = self.process.wait(timeout=timeout)
+        self._stderr_reader.join(timeout)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+        return status, "".join(self._stderr_lines)
+
+
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS) in MiB, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+class PeakMemory:
+    """Samples a process's resident memory in a thread; keeps the peak."""
+
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        self.pid = pid
+        self.start_mib = self.peak_mib = resident_mib(pid)
+        self._every = every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                self.peak_mib = max(self.peak_mib, resident_mib(self.pid))
+            except (OSError, AssertionError):  # the process has ended
+                return
+
+    def stop(self) -> float:
+        """Stop sampling; return the peak growth over the first sample, in MiB."""
+        self._done.set()
+        self._thread.join()
+        return self.peak_mib - self.start_mib
 
 
 @contextmanager
@@ -68,15 +148,20 @@ def broker_process(*extra: str) -> Iterator[BrokerProcess]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    broker = None
     try:
         line = read_line(process.stderr)
         words = line.split()
         assert words[2:3] == ["frontend"] and words[4:5] == ["backend"], line
-        yield BrokerProcess(process, words[3], words[5])
+        broker = BrokerProcess(process, words[3], words[5])
+        yield broker
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=TIMEOUT)
+        if broker is not None:
+            broker.finish()
+        else:
+            process.communicate(timeout=TIMEOUT)
 
 
 def wait_until(condition: object, timeout: float = TIMEOUT) -> None:

@@ -392,6 +392,18 @@ def test_start_outside_a_running_loop_is_a_clear_error(zmq_contexts):
         broker.start()
 
 
+@pytest.mark.parametrize(("hwm", "expected"), [(None, 1000), (7, 7), (0, 0)])
+def test_from_endpoints_sets_the_hwm_of_both_sockets_both_ways(zmq_contexts, hwm, expected):
+    broker = LoadBalancingBroker.from_endpoints(
+        "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", context=zmq_contexts.sync, hwm=hwm
+    )
+    try:
+        for socket in (broker._frontend, broker._backend):
+            assert (socket.sndhwm, socket.rcvhwm) == (expected, expected)
+    finally:
+        broker.close(linger_ms=0)
+
+
 def test_sockets_must_be_routers(zmq_contexts):
     dealer = zmq_contexts.socket(zmq.DEALER, asyncio=False)
     router = zmq_contexts.socket(zmq.ROUTER, asyncio=False)

@@ -103,6 +103,18 @@ def test_address_in_use_is_one_line_and_exit_2(context):
             ],
             "--max-replies",
         ),
+        *(
+            (
+                ["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*"]
+                + ["--hwm", value],
+                f"--hwm: {message}",
+            )
+            for value, message in [
+                ("-1", "-1 is not at least 0"),
+                ("2147483648", "2147483648 is more than 2147483647"),  # not a C int
+                ("lots", "'lots' is not a whole number of messages"),
+            ]
+        ),
         (["demo", "--transport", "udp"], "--transport"),
         (["demo", "--clients", "many"], "--clients"),
         (["frobnicate"], "invalid choice"),

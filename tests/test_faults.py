@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
 
+import pytest
 import zmq
 
-from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
+from .processes import (
+    TIMEOUT,
+    PeakMemory,
+    broker_process,
+    lb_ioloop,
+    parse_counters,
+    read_line,
+    wait_until,
+)
 from .test_cli_peers import run_client, worker_process
 
 
@@ -148,3 +158,150 @@ def test_after_a_broker_restart_clients_reconnect_and_idle_workers_must_be_resta
         served = run_client("--connect", frontend, "--requests", "2")
         assert served.returncode == 0, served.stderr
         assert served.stdout.splitlines() == ["Client: new"] * 2
+
+
+@pytest.mark.parametrize("hwm", [100, None], ids=["hwm-100", "default-hwm"])
+def test_one_slow_worker_and_100000_waiting_requests(hwm):
+    """100 clients queue 1000 requests each behind one slow worker.
+
+    * With ``--hwm 100`` the broker takes at most 100 requests per client
+      into its own memory; the rest wait in the clients' queues (ZeroMQ's HWM
+      rule for a DEALER: a full queue pushes back, it never drops). So the
+      broker grows by far less than the 130 MB that are waiting. With
+      ZeroMQ's default HWM (1000, all that each client sends) it takes them
+      all: the HWM is what bounds its memory.
+    * A newcomer is served within a few rounds of the frontend's fair queue
+      (one request per client per round), not after the 100,000.
+    * Then eight more workers drain the backlog. Every request is answered
+      exactly once, at its own client; except that two clients, whose
+      requests are 16 KiB, never read while it drains, so once their queues
+      (and the kernel's buffers, some 4 MB) are full, the ROUTER drops their
+      replies (ZeroMQ's HWM rule for a ROUTER) and the broker counts each one.
+    (With the default HWM the broker's queue for them holds all 1000.)
+    """
+    clients, per_client = 100, 1000
+    deaf_count, deaf_body, body = 2, 16 * 1024, 1024
+    with ExitStack() as stack:
+        hwm_option = [] if hwm is None else ["--hwm", str(hwm)]
+        broker = stack.enter_context(broker_process(*hwm_option, "--stats-interval", "0.1"))
+        broker.follow_stderr()
+        memory = PeakMemory(broker.process.pid)
+        stack.callback(memory.stop)
+        slow = subprocess.Popen(
+            lb_ioloop("worker", "--connect", broker.backend, "--echo", "--delay", "0.01"),
+            stdout=subprocess.DEVNULL,  # it prints every request; nobody reads them
+        )
+        stack.callback(lambda: (slow.kill(), slow.wait(TIMEOUT)))
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        stack.callback(context.destroy, 0)
+
+        sockets = []
+        for n in range(clients):
+            sock = context.socket(zmq.DEALER)
+            if n < deaf_count:
+                sock.rcvhwm = 10  # replies back up to the broker, not here
+            sock.connect(broker.frontend)
+            sockets.append(sock)
+        deaf, readers = sockets[:deaf_count], sockets[deaf_count:]
+
+        # The flood: everything at once, never blocking. A refused send
+        # (EAGAIN at the client's own HWM) would be counted, not lost.
+        waiting: dict[zmq.Socket[bytes], set[bytes]] = {sock: set() for sock in sockets}
+        refused = 0
+        for n, sock in enumerate(sockets):
+            for k in range(per_client):
+                size = deaf_body if n < deaf_count else body
+                request = (b"%d:%d:" % (n, k)).ljust(size, b".")
+                try:
+                    sock.send_multipart([b"", request], zmq.NOBLOCK)
+                    waiting[sock].add(request)
+                except zmq.Again:
+                    refused += 1
+        accepted = sum(map(len, waiting.values()))
+        waiting_mib = sum(map(len, itertools.chain(*waiting.values()))) / 2**20
+        assert accepted + refused == clients * per_client == 100_000
+
+        # The slow worker alone, for a while: 150 requests at 10 ms each.
+        wait_until(lambda: broker.latest_counters().get("requests", 0) >= 150)
+        newcomer = context.socket(zmq.DEALER)
+        newcomer.connect(broker.frontend)
+        newcomer.send_multipart([b"", b"newcomer"])
+        poller = zmq.Poller()
+        for sock in [*readers, newcomer]:
+            poller.register(sock, zmq.POLLIN)
+        answered: dict[zmq.Socket[bytes], set[bytes]] = {sock: set() for sock in sockets}
+
+        def read(sock: zmq.Socket[bytes]) -> None:
+            while True:
+                try:
+                    empty, reply = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                assert empty == b"" and reply in waiting[sock], "a reply reached the wrong client"
+                assert reply not in answered[sock], "a reply came twice"
+                answered[sock].add(reply)
+
+        before_newcomer = 0
+        deadline = time.monotonic() + TIMEOUT
+        while not newcomer.poll(0):
+            assert time.monotonic() < deadline, "the newcomer was never served"
+            for sock, _ in poller.poll(100):
+                if sock is not newcomer:
+                    before_newcomer -= len(answered[sock])
+                    read(sock)
+                    before_newcomer += len(answered[sock])
+        assert newcomer.recv_multipart() == [b"", b"newcomer"]
+        assert before_newcomer <= 3 * clients, f"the newcomer waited {before_newcomer} replies"
+        poller.unregister(newcomer)
+
+        waiting_growth_mib = memory.peak_mib - memory.start_mib
+
+        # Help arrives: eight fast echo workers drain the backlog.
+        helpers = subprocess.Popen(
+            [sys.executable, "-m", "lb_ioloop.bench.load", "workers", broker.backend, "8"],
+            stdout=subprocess.DEVNULL,
+        )
+        stack.callback(lambda: (helpers.terminate(), helpers.wait(TIMEOUT)))
+        deadline = time.monotonic() + 2 * TIMEOUT
+        while any(len(answered[sock]) < len(waiting[sock]) for sock in readers):
+            assert time.monotonic() < deadline, "replies are missing"
+            for sock, _ in poller.poll(100):
+                read(sock)
+        # Everything has reached a worker and come back...
+        wait_until(
+            lambda: (
+                (counters := broker.latest_counters())["requests"] == accepted + 1
+                and counters["replies"] + counters["undeliverable"] == accepted + 1
+            )
+        )
+        dropped = broker.latest_counters()["undeliverable"]
+        # ...and the deaf clients now read all that was not dropped.
+        deaf_accepted = sum(len(waiting[sock]) for sock in deaf)
+
+        def deaf_have_read_all() -> bool:
+            for sock in deaf:
+                read(sock)
+            return sum(len(answered[sock]) for sock in deaf) == deaf_accepted - dropped
+
+        wait_until(deaf_have_read_all)
+        broker.signal(signal.SIGTERM)
+        status, err = broker.finish()
+        growth_mib = memory.stop()
+
+    summary = parse_counters(err.splitlines()[-1])
+    assert status == 0 and "Traceback" not in err
+    assert summary["requests"] == accepted + 1 and summary["malformed"] == 0
+    assert summary["replies"] + summary["undeliverable"] == accepted + 1
+    print(
+        f"\nbroker RSS growth, hwm {hwm or 'default'}: {waiting_growth_mib:.0f} MiB while "
+        f"{waiting_mib:.0f} MiB waited, {growth_mib:.0f} MiB at the peak; "
+        f"{dropped} replies dropped; the newcomer came after {before_newcomer} replies"
+    )
+    if hwm is None:
+        # It holds all that is waiting (with ZeroMQ's and malloc's overheads).
+        assert waiting_growth_mib > waiting_mib / 2
+    else:
+        # The HWM lets the broker hold 98 x 100 requests of 1 KiB and 2 x 100
+        # of 16 KiB: some 13 MB, twice that with ZeroMQ's and malloc's overheads.
+        assert 5 < waiting_growth_mib and growth_mib < waiting_mib / 2, f"{growth_mib:.0f} MiB"
+        assert 0 < dropped < deaf_accepted, "no reply was dropped: no queue was filled"
