@@ -487,7 +487,11 @@ def run_worker(args: argparse.Namespace) -> int:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     # A blocking recv in pyzmq returns to Python on a signal, so the handler's
     # exception ends the loop; worker_task closes its socket on the way out.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too, explicitly: a shell script's `worker &` starts it with
+    # SIGINT ignored, and then Python installs no KeyboardInterrupt handler.
+    # (The broker's loop.add_signal_handler replaces an ignored SIGINT too.)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         worker_task(
             args.connect,

@@ -68,6 +68,34 @@ def test_round_trip_through_two_workers_then_sigterm_ends_each_cleanly():
         assert status == 0 and f"replies={sum(seen.values())}" in err
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_a_worker_started_with_sigint_ignored_still_stops_on_sigint():
+    """A shell script's ``lb-ioloop worker &`` starts it with SIGINT ignored;
+    ``kill -INT`` must still stop it cleanly, as it stops the broker."""
+    with broker_process() as broker:
+        worker = subprocess.Popen(
+            lb_ioloop("worker", "--connect", broker.backend),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ignore_sigint,  # what the shell does for `&`
+        )
+        try:
+            # Served a request: it is past installing its handlers.
+            assert run_client("--connect", broker.frontend).returncode == 0
+            worker.send_signal(signal.SIGINT)
+            out, err = worker.communicate(timeout=TIMEOUT)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate(timeout=TIMEOUT)
+    assert worker.returncode == 0 and err == "" and out == "Worker: HELLO\n"
+
+
 def test_echo_worker_and_message():
     with broker_process() as broker, worker_process(broker.backend, "--echo"):
         result = run_client("--connect", broker.frontend, "--message", "ping", "--requests", "3")
