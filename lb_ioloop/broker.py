@@ -213,13 +213,17 @@ class LoadBalancingBroker:
         ever holds it; None means no limit. ``hwm`` is the high-water mark,
         in messages, of each peer's queues on both sockets (ZMQ_SNDHWM and
         ZMQ_RCVHWM): None keeps ZeroMQ's 1000, 0 means no limit. It is what
-        bounds the broker's memory while requests wait for a worker.
+        bounds the broker's memory while requests wait for a worker; keep it
+        at least twice the requests a client keeps in flight, or replies to
+        that client can be dropped even while it reads (see README).
         ``prepare_socket(name, socket)`` runs for ``"frontend"`` and
         ``"backend"`` before each binds: the place for options that must
         precede bind, such as CURVE keys.
         Raises :class:`BindError` if an endpoint cannot be bound (malformed,
         address in use, ...); no socket is left open in that case.
         """
+        if hwm is not None and not 0 <= hwm < 2**31:
+            raise ValueError(f"hwm must be from 0 to 2**31 - 1 (a C int), not {hwm}")
         if frontend_endpoint == backend_endpoint and not frontend_endpoint.endswith((":*", ":0")):
             # ipc would even let the second bind succeed, taking the file over.
             raise BindError(f"the frontend and backend are the same endpoint {frontend_endpoint!r}")
@@ -570,7 +574,10 @@ def _why_unsendable(error: zmq.ZMQError) -> str:
     if error.errno == zmq.EHOSTUNREACH:
         return "the peer is gone"
     if error.errno == zmq.EAGAIN:
-        return "the peer is not reading and its queue is full"
+        # ZeroMQ counts the messages the peer has not acknowledged, and a
+        # peer acknowledges in batches of half the HWM: so a peer that reads
+        # but keeps more than about HWM/2 messages in flight can meet it too.
+        return "its queue is full (it is not reading, or has too many requests in flight)"
     return zmq_reason(error)
 
 

@@ -27,6 +27,20 @@ from tornado.ioloop import IOLoop
 from lb_ioloop import LoadBalancingBroker
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the soak run out unless ``-m`` names it (``make soak``: ``-m soak``).
+
+    Not ``addopts = -m 'not soak'``: any ``-m`` a user gives would replace it
+    and start a ten-minute run by surprise.
+    """
+    if "soak" in (config.option.markexpr or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+
+
 @pytest.fixture
 def io_loop() -> Iterator[IOLoop]:
     """A fresh IOLoop on a fresh asyncio loop, made current without deprecated calls."""

@@ -57,6 +57,7 @@ class BrokerProcess:
         self.frontend = frontend
         self.backend = backend
         self._stderr_lines: list[str] = []
+        self._stderr_times: list[float] = []  # time.monotonic() of each line's arrival
         self._stderr_reader: threading.Thread | None = None
 
     def signal(self, signum: signal.Signals) -> None:
@@ -73,6 +74,7 @@ class BrokerProcess:
 
         def read_all() -> None:
             for line in stderr:
+                self._stderr_times.append(time.monotonic())
                 self._stderr_lines.append(line)
 
         self._stderr_reader = threading.Thread(target=read_all, daemon=True)
@@ -80,7 +82,12 @@ class BrokerProcess:
 
     def stats_lines(self) -> list[dict[str, int]]:
         """The counters of every stats line read so far, oldest first."""
-        return [parse_counters(line) for line in list(self._stderr_lines) if "requests=" in line]
+        return [counters for _, counters in self.timed_stats_lines()]
+
+    def timed_stats_lines(self) -> list[tuple[float, dict[str, int]]]:
+        """Each stats line read so far as (its arrival time, its counters)."""
+        lines = list(zip(self._stderr_times, self._stderr_lines, strict=False))
+        return [(at, parse_counters(line)) for at, line in lines if "requests=" in line]
 
     def latest_counters(self) -> dict[str, int]:
         """The counters of the last stats line read so far (empty if none yet)."""

@@ -404,6 +404,14 @@ def test_from_endpoints_sets_the_hwm_of_both_sockets_both_ways(zmq_contexts, hwm
         broker.close(linger_ms=0)
 
 
+@pytest.mark.parametrize("hwm", [-1, 2**31])
+def test_an_hwm_that_is_not_a_c_int_is_a_value_error(zmq_contexts, hwm):
+    with pytest.raises(ValueError, match="hwm must be from 0 to 2\\*\\*31 - 1"):
+        LoadBalancingBroker.from_endpoints(
+            "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", context=zmq_contexts.sync, hwm=hwm
+        )
+
+
 def test_sockets_must_be_routers(zmq_contexts):
     dealer = zmq_contexts.socket(zmq.DEALER, asyncio=False)
     router = zmq_contexts.socket(zmq.ROUTER, asyncio=False)

@@ -17,7 +17,9 @@ The load, all over tcp on 127.0.0.1 against an ``lb-ioloop broker`` process:
 
 What must hold at the end:
 
-* the broker never stopped serving, and exits 0 on SIGTERM, no traceback;
+* the broker never stopped serving: each one-second stats line came within
+  3 s of the one before and shows more requests; no steady request was
+  answered late (after 5 s); it exits 0 on SIGTERM, no traceback;
 * the counters add up: requests = replies + undeliverable + lost, where lost
   is at least the number of victims (each surely died holding a request) and
   at most the number of workers that left (the broker gives a worker one
@@ -25,12 +27,14 @@ What must hold at the end:
 * every loss a client saw (overdue steady requests, client processes that
   timed out) is one of those: at most ``lost`` of them;
 * every reply went to its own client; no message was malformed;
-* resident memory is flat: the median of the run's last third is within 10%
-  (+2 MiB) of the median of its first third (after a warm-up).
+* resident memory does not grow: the median of the run's last third is at
+  most 10% (+2 MiB) above the median of its first third, the first minute
+  (or tenth of a shorter run) left out as a warm-up.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -48,8 +52,6 @@ from .processes import TIMEOUT, broker_process, lb_ioloop, parse_counters, read_
 
 pytestmark = pytest.mark.soak
 
-SOAK_SECONDS = float(os.environ.get("LB_IOLOOP_SOAK_SECONDS", "600"))
-SEED = int(os.environ.get("LB_IOLOOP_SOAK_SEED", "1"))
 OVERDUE_AFTER = 5.0  # seconds before a steady request is counted as lost
 MIN_WORKERS, MAX_WORKERS = 2, 8
 CLIENT_REQUESTS = 20
@@ -163,9 +165,10 @@ class Churn:
         )
 
     def end_worker(self, signum: signal.Signals) -> None:
-        worker = self.workers.pop(self.rng.randrange(len(self.workers)))
+        worker = self.workers[self.rng.randrange(len(self.workers))]
         worker.send_signal(signum)
         worker.wait(TIMEOUT)
+        self.workers.remove(worker)  # only now: on a timeout, the clean-up kills it
         self.workers_left += 1
 
     def victim(self) -> None:
@@ -248,16 +251,38 @@ class Churn:
         for worker in self.workers:
             worker.terminate()
             worker.wait(TIMEOUT)
+        self.workers.clear()
+
+    def kill_all(self) -> None:
+        """Clean-up after a failure: no process is left running or unwaited."""
+        for worker in self.workers:
+            worker.kill()
+            worker.wait(TIMEOUT)
+        for process, _ in self.clients:
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+
+
+def _setting(name: str, default: str, minimum: int) -> int:
+    text = os.environ.get(name, default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        pytest.fail(f"{name} must be a whole number >= {minimum}, not {text!r}", pytrace=False)
+    return value
 
 
 def test_soak_mixed_load_with_peers_coming_and_going():
+    soak_seconds = _setting("LB_IOLOOP_SOAK_SECONDS", "600", minimum=10)
+    seed = _setting("LB_IOLOOP_SOAK_SEED", "1", minimum=0)
     rss: list[tuple[float, float]] = []  # (seconds into the run, MiB)
     with ExitStack() as stack:
         broker = stack.enter_context(broker_process("--stats-interval", "1"))
         broker.follow_stderr()
-        churn = Churn(broker.backend, broker.frontend, random.Random(SEED))
-        stack.callback(lambda: [process.kill() for process, _ in churn.clients])
-        stack.callback(lambda: [worker.kill() for worker in churn.workers])
+        churn = Churn(broker.backend, broker.frontend, random.Random(seed))
+        stack.callback(churn.kill_all)
         for _ in range(4):
             churn.start_worker()
         steady = SteadyClients(broker.frontend, 8)
@@ -266,15 +291,16 @@ def test_soak_mixed_load_with_peers_coming_and_going():
 
         start = time.monotonic()
         next_sample = start
-        while (now := time.monotonic()) < start + SOAK_SECONDS:
+        while (now := time.monotonic()) < start + soak_seconds:
+            assert broker.process.poll() is None, "the broker died"
+            assert steady.is_alive(), f"the steady clients failed: {steady.error!r}"
             if now >= next_sample:
                 rss.append((now - start, resident_mib(broker.process.pid)))
                 next_sample = now + 1
-            assert broker.process.poll() is None, "the broker died"
-            assert steady.is_alive(), f"the steady clients failed: {steady.error!r}"
             churn.step()
             time.sleep(churn.rng.uniform(0.1, 0.5))  # pacing the churn, not waiting on it
 
+        end = time.monotonic()
         steady.stopping.set()
         steady.join()
         churn.reap_clients(wait=True)
@@ -293,6 +319,7 @@ def test_soak_mixed_load_with_peers_coming_and_going():
             time.sleep(0.2)
         broker.signal(signal.SIGTERM)
         status, err = broker.finish()
+        stats = broker.timed_stats_lines()
         churn.stop_workers()
 
     assert steady.error is None
@@ -301,12 +328,12 @@ def test_soak_mixed_load_with_peers_coming_and_going():
     assert final == {**settled_counters, "workers_ready": final["workers_ready"]}
     lost = final["requests"] - final["replies"] - final["undeliverable"]
     seen_lost = len(steady.overdue) + churn.clients_timed_out
-    warm = [mib for t, mib in rss if t >= min(60.0, SOAK_SECONDS / 10)]
+    warm = [mib for t, mib in rss if t >= min(60.0, soak_seconds / 10)]
     third = max(1, len(warm) // 3)
     first_mib, last_mib = statistics.median(warm[:third]), statistics.median(warm[-third:])
     print(
-        f"\nsoak: {SOAK_SECONDS:.0f}s seed={SEED}: {final}\n"
-        f"  {final['requests'] / SOAK_SECONDS:.0f} requests/s; workers that left: "
+        f"\nsoak: {soak_seconds:.0f}s seed={seed}: {final}\n"
+        f"  {final['requests'] / soak_seconds:.0f} requests/s; workers that left: "
         f"{churn.workers_left} (victims {churn.victims}); lost with them: {lost}; "
         f"seen lost by clients: {seen_lost} (steady overdue {len(steady.overdue)}, "
         f"late {steady.late}, client processes timed out {churn.clients_timed_out})\n"
@@ -319,4 +346,13 @@ def test_soak_mixed_load_with_peers_coming_and_going():
     assert churn.victims <= lost <= churn.workers_left
     assert seen_lost <= lost
     assert steady.misrouted == 0 and churn.clients_wrong == []
+    # Never stalled: a stats line every second (3 s allowed), each one with
+    # more requests than the one before, until the churn ended.
+    during_run = [(at, c["requests"]) for at, c in stats if start < at <= end]
+    for (at, requests), (next_at, next_requests) in itertools.pairwise(during_run):
+        assert next_at - at < 3, f"no stats line for {next_at - at:.1f}s"
+        assert next_requests > requests, (
+            f"no request routed in the second before {next_at - start:.0f}s"
+        )
+    assert steady.late == 0, "a steady request was answered after 5 s"
     assert last_mib <= first_mib * 1.10 + 2, "resident memory grew"
