@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import pytest
 
@@ -15,13 +16,16 @@ from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 
 
 @contextmanager
-def worker_process(backend: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
+def worker_process(
+    backend: str, *extra: str, **popen_options: Any
+) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         lb_ioloop("worker", "--connect", backend, *extra),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen_options,
     )
     try:
         yield process
@@ -75,24 +79,15 @@ def _ignore_sigint() -> None:
 def test_a_worker_started_with_sigint_ignored_still_stops_on_sigint():
     """A shell script's ``lb-ioloop worker &`` starts it with SIGINT ignored;
     ``kill -INT`` must still stop it cleanly, as it stops the broker."""
-    with broker_process() as broker:
-        worker = subprocess.Popen(
-            lb_ioloop("worker", "--connect", broker.backend),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_ignore_sigint,  # what the shell does for `&`
-        )
-        try:
-            # Served a request: it is past installing its handlers.
-            assert run_client("--connect", broker.frontend).returncode == 0
-            worker.send_signal(signal.SIGINT)
-            out, err = worker.communicate(timeout=TIMEOUT)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate(timeout=TIMEOUT)
+    with (
+        broker_process() as broker,
+        # What the shell does for `&`:
+        worker_process(broker.backend, preexec_fn=_ignore_sigint) as worker,
+    ):
+        # Served a request: it is past installing its handlers.
+        assert run_client("--connect", broker.frontend).returncode == 0
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=TIMEOUT)
     assert worker.returncode == 0 and err == "" and out == "Worker: HELLO\n"
 
 
