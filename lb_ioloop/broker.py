@@ -574,9 +574,10 @@ def _why_unsendable(error: zmq.ZMQError) -> str:
     if error.errno == zmq.EHOSTUNREACH:
         return "the peer is gone"
     if error.errno == zmq.EAGAIN:
-        # ZeroMQ counts the messages the peer has not acknowledged, and a
-        # peer acknowledges in batches of half the HWM: so a peer that reads
-        # but keeps more than about HWM/2 messages in flight can meet it too.
+        # The queue counts a message until ZeroMQ's I/O thread reports it
+        # written, which it does in batches of half the HWM: so a peer that
+        # reads but keeps more than about HWM/2 messages in flight can find
+        # its queue full too.
         return "its queue is full (it is not reading, or has too many requests in flight)"
     return zmq_reason(error)
 

@@ -103,6 +103,7 @@ class BrokerProcess:
             return self.process.returncode, err
         status = self.process.wait(timeout=timeout)
         self._stderr_reader.join(timeout)
+        assert not self._stderr_reader.is_alive(), "stderr still open after the broker exited"
         for pipe in (self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()

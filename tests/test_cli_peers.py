@@ -6,9 +6,8 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
 
 import pytest
 
@@ -17,15 +16,15 @@ from .processes import TIMEOUT, broker_process, lb_ioloop, read_line
 
 @contextmanager
 def worker_process(
-    backend: str, *extra: str, **popen_options: Any
+    backend: str, *extra: str, launcher: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[str]]:
+    """``lb-ioloop worker --connect BACKEND EXTRA...``, run through ``launcher``."""
     process = subprocess.Popen(
-        lb_ioloop("worker", "--connect", backend, *extra),
+        [*launcher, *lb_ioloop("worker", "--connect", backend, *extra)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **popen_options,
     )
     try:
         yield process
@@ -72,8 +71,8 @@ def test_round_trip_through_two_workers_then_sigterm_ends_each_cleanly():
         assert status == 0 and f"replies={sum(seen.values())}" in err
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# What a shell script's `command &` does: SIGINT ignored, then exec.
+IGNORING_SIGINT = ("sh", "-c", 'trap "" INT; exec "$@"', "sh")
 
 
 def test_a_worker_started_with_sigint_ignored_still_stops_on_sigint():
@@ -81,8 +80,7 @@ def test_a_worker_started_with_sigint_ignored_still_stops_on_sigint():
     ``kill -INT`` must still stop it cleanly, as it stops the broker."""
     with (
         broker_process() as broker,
-        # What the shell does for `&`:
-        worker_process(broker.backend, preexec_fn=_ignore_sigint) as worker,
+        worker_process(broker.backend, launcher=IGNORING_SIGINT) as worker,
     ):
         # Served a request: it is past installing its handlers.
         assert run_client("--connect", broker.frontend).returncode == 0

@@ -161,6 +161,21 @@ def test_after_a_broker_restart_clients_reconnect_and_idle_workers_must_be_resta
         assert served.stdout.splitlines() == ["Client: new"] * 2
 
 
+def _deaf_request_size(requests: int) -> int:
+    """A request size at which ``requests`` replies overflow a connection.
+
+    Whatever the kernel buffers (the broker's send side grows up to
+    tcp_wmem's maximum; the receive side is pinned by ZMQ_RCVBUF) takes
+    replies off the broker's queue, so the replies must be twice that, with
+    room to spare for the 110 held by the two HWMs. 16 KiB with Linux's
+    default 4 MiB.
+    """
+    with open("/proc/sys/net/ipv4/tcp_wmem") as limits:
+        send_buffer = int(limits.read().split()[2])
+    kernel_bytes = send_buffer + 2 * 64 * 1024  # the kernel doubles ZMQ_RCVBUF
+    return max(16 * 1024, -(-2 * kernel_bytes // (requests - 110)))
+
+
 @pytest.mark.parametrize("hwm", [100, None], ids=["hwm-100", "default-hwm"])
 def test_one_slow_worker_and_100000_waiting_requests(hwm):
     """100 clients queue 1000 requests each behind one slow worker.
@@ -175,14 +190,14 @@ def test_one_slow_worker_and_100000_waiting_requests(hwm):
       queue (one request per client per round), not after the 100,000.
     * Then eight more workers drain the backlog. Every request is answered
       exactly once, at its own client; except that two clients, whose
-      requests are 16 KiB, never read while it drains, so once their queues
-      (and the kernel's buffers, some 4 MB) are full, the ROUTER drops their
+      requests are big (16 KiB here), never read while it drains, so once
+      their queues (and the kernel's buffers) are full, the ROUTER drops their
       replies (ZeroMQ's HWM rule for a ROUTER) and the broker counts each one.
     (With the default HWM the broker's queue for each holds all 1000, and
     none is dropped.)
     """
     clients, per_client = 100, 1000
-    deaf_count, deaf_body, body = 2, 16 * 1024, 1024
+    deaf_count, deaf_body, body = 2, _deaf_request_size(per_client), 1024
     with ExitStack() as stack:
         hwm_option = [] if hwm is None else ["--hwm", str(hwm)]
         broker = stack.enter_context(broker_process(*hwm_option, "--stats-interval", "0.1"))
@@ -202,6 +217,7 @@ def test_one_slow_worker_and_100000_waiting_requests(hwm):
             sock = context.socket(zmq.DEALER)
             if n < deaf_count:
                 sock.rcvhwm = 10  # replies back up to the broker, not here
+                sock.rcvbuf = 64 * 1024  # nor in the kernel: no autotuning
             sock.connect(broker.frontend)
             sockets.append(sock)
         deaf, readers = sockets[:deaf_count], sockets[deaf_count:]
@@ -307,14 +323,14 @@ def test_one_slow_worker_and_100000_waiting_requests(hwm):
         # The HWM lets the broker hold 98 x 100 requests of 1 KiB and 2 x 100
         # of 16 KiB: 12.7 MiB, twice that with ZeroMQ's and malloc's
         # overheads. More than 5 MiB shows that the requests did reach it.
+        # (Bigger deaf requests, for bigger kernel buffers, scale both sides.)
         assert 5 < waiting_growth_mib and growth_mib < waiting_mib / 2, f"{growth_mib:.0f} MiB"
         assert 0 < dropped < deaf_accepted, "no reply was dropped: no queue was filled"
 
 
 def test_a_client_with_at_most_half_the_hwm_in_flight_loses_no_reply():
-    """With ``--hwm 4`` ZeroMQ acknowledges a client's replies two at a time,
-    so a client that keeps 3 requests in flight never fills its queue while
-    it reads: not one reply is dropped (README, "Memory while requests wait")."""
+    """With ``--hwm 4``, clients that keep 2 requests in flight and read
+    their replies lose none (README, "Memory while requests wait")."""
     with ExitStack() as stack:
         broker = stack.enter_context(broker_process("--hwm", "4"))
         workers = subprocess.Popen(
@@ -324,10 +340,10 @@ def test_a_client_with_at_most_half_the_hwm_in_flight_loses_no_reply():
         )
         stack.callback(lambda: (workers.terminate(), workers.communicate(timeout=TIMEOUT)))
         assert read_line(workers.stdout) == "ready\n"
-        # 4 DEALER clients, 3 requests in flight each, for 2 s, 100-byte bodies.
+        # 4 DEALER clients, 2 requests in flight each, for 2 s, 100-byte bodies.
         load = subprocess.run(
             [sys.executable, "-m", "lb_ioloop.bench.load", "clients", broker.frontend]
-            + ["4", "3", "2", "100"],
+            + ["4", "2", "2", "100"],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
